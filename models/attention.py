@@ -1,0 +1,123 @@
+"""Channel attention layers that plug into the backbones: ECA, ECA-NS, SE and CBAM.
+
+Every layer maps (N, C, H, W) -> (N, C, H, W) and is built by `make_attention(kind, channels, k_size)`.
+Parameter names of `ECA` (`conv.weight`, shape [1, 1, k]) equal the official code's, so released
+checkpoints load unchanged. Pooling uses nn.AdaptiveAvgPool2d modules rather than tensor.mean so that
+thop counts the same operations as for the official models (the paper's FLOPs column).
+"""
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+class ECA(nn.Module):
+    """Efficient Channel Attention (paper §3): global average pool, a 1-D convolution of size k across
+    channels with weights shared by all channels and no bias, sigmoid, then rescale the input."""
+
+    def __init__(self, channels: int, k_size: int = 3):
+        super().__init__()
+        self.channels = channels
+        self.k_size = k_size
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.conv = nn.Conv1d(1, 1, kernel_size=k_size, padding=(k_size - 1) // 2, bias=False)
+        self.sigmoid = nn.Sigmoid()
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-channel gate in (0, 1), shape (N, C, 1, 1); exposed for attention logging."""
+        y = self.avg_pool(x).flatten(1).unsqueeze(1)  # (N, 1, C): channels become the 1-D axis
+        return self.sigmoid(self.conv(y)).transpose(1, 2).unsqueeze(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x).to(x.dtype)
+
+
+class ECANonShared(nn.Module):
+    """ECA-NS (paper Table 1): like ECA, but every channel owns its k weights, i.e. a depthwise
+    convolution over each channel's k-neighbourhood of pooled channel descriptors."""
+
+    def __init__(self, channels: int, k_size: int = 3):
+        super().__init__()
+        self.channels = channels
+        self.k_size = k_size
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.weight = nn.Parameter(torch.empty(channels, k_size))
+        # Same fan-in as a Conv1d(1, 1, k) so both variants start from comparable scales.
+        bound = 1.0 / k_size ** 0.5
+        nn.init.uniform_(self.weight, -bound, bound)
+        self.sigmoid = nn.Sigmoid()
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        pad = (self.k_size - 1) // 2
+        y = nn.functional.pad(self.avg_pool(x).flatten(1), (pad, pad))  # (N, C + k - 1)
+        neighbourhoods = y.unfold(1, self.k_size, 1)  # (N, C, k)
+        return self.sigmoid((neighbourhoods * self.weight).sum(-1))[:, :, None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x).to(x.dtype)
+
+
+class SqueezeExcite(nn.Module):
+    """SE block with a bias-free two-layer MLP (reduction r): the form whose parameter counts equal
+    the paper's Table 3 (SE-ResNet-50 26.77M with r=16)."""
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Linear(channels, hidden, bias=False)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc2 = nn.Linear(hidden, channels, bias=False)
+        self.sigmoid = nn.Sigmoid()
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc2(self.relu(self.fc1(self.avg_pool(x).flatten(1))))
+        return self.sigmoid(y)[:, :, None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x).to(x.dtype)
+
+
+class CBAM(nn.Module):
+    """CBAM: channel attention (shared bias-free MLP over average- and max-pooled descriptors),
+    then spatial attention (7x7 conv over channel-wise mean and max maps)."""
+
+    def __init__(self, channels: int, reduction: int = 16, spatial_kernel: int = 7):
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.max_pool = nn.AdaptiveMaxPool2d(1)
+        self.mlp = nn.Sequential(
+            nn.Linear(channels, hidden, bias=False), nn.ReLU(inplace=True), nn.Linear(hidden, channels, bias=False)
+        )
+        self.spatial = nn.Conv2d(2, 1, spatial_kernel, padding=spatial_kernel // 2, bias=False)
+        self.sigmoid = nn.Sigmoid()
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The channel gate (the part comparable with ECA's)."""
+        y = self.mlp(self.avg_pool(x).flatten(1)) + self.mlp(self.max_pool(x).flatten(1))
+        return self.sigmoid(y)[:, :, None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x * self.gate(x).to(x.dtype)
+        maps = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
+        return x * self.sigmoid(self.spatial(maps)).to(x.dtype)
+
+
+ATTENTION_KINDS = ("eca", "eca_ns", "se", "cbam")
+
+
+def make_attention(kind: Optional[str], channels: int, k_size: int = 3, reduction: int = 16) -> Optional[nn.Module]:
+    """Build the attention layer `kind` for `channels` channels; None means a plain backbone.
+    k_size applies to the ECA kinds, reduction to SE and CBAM."""
+    if kind is None:
+        return None
+    if kind == "eca":
+        return ECA(channels, k_size)
+    if kind == "eca_ns":
+        return ECANonShared(channels, k_size)
+    if kind == "se":
+        return SqueezeExcite(channels, reduction)
+    if kind == "cbam":
+        return CBAM(channels, reduction)
+    raise ValueError(f"unknown attention kind {kind!r}; expected one of {ATTENTION_KINDS} or None")

@@ -1,0 +1,131 @@
+"""One MobileNetV2 definition (torchvision layout, width 1.0, ReLU6) for plain, ECA and SE variants.
+
+Every inverted residual ends with pw-linear conv + BN + attention; the attention layer is the last
+element of the block's `conv` Sequential, matching the official ECA-MobileNetV2 keys
+(`features.1.conv.3.conv.weight`).
+"""
+from typing import List, Optional
+
+from torch import nn
+
+from .attention import make_attention
+from .ksize import ADAPTIVE, adaptive_kernel_size, parse_ksize
+from .pretrained import apply_pretrained
+from .registry import register_model
+
+# (expansion t, output channels c, repeats n, first stride s), from the MobileNetV2 paper, Table 2.
+INVERTED_RESIDUAL_SETTING = (
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+)
+SE_REDUCTION = 8  # paper Table 3: SE-MobileNetV2 at 3.40M params
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round channels to a multiple of `divisor` without dropping more than 10% (MobileNet convention)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def official_eca_kernel(channels: int) -> int:
+    """The released ECA-MobileNetV2 rule: k = 1 below 96 output channels, else 3."""
+    return 1 if channels < 96 else 3
+
+
+def conv_bn_relu6(inp: int, out: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(inp, out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(out),
+        nn.ReLU6(inplace=True),
+    )
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, inp: int, out: int, stride: int, expand_ratio: int, attention: Optional[str], k_size: int):
+        super().__init__()
+        hidden = int(round(inp * expand_ratio))
+        self.use_residual = stride == 1 and inp == out
+        layers: List[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(conv_bn_relu6(inp, hidden, kernel=1))
+        layers += [
+            conv_bn_relu6(hidden, hidden, stride=stride, groups=hidden),
+            nn.Conv2d(hidden, out, 1, bias=False),
+            nn.BatchNorm2d(out),
+        ]
+        attn = make_attention(attention, out, k_size, reduction=SE_REDUCTION)
+        if attn is not None:
+            layers.append(attn)
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return x + self.conv(x) if self.use_residual else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, attention: Optional[str] = None,
+                 k_size=None, dropout: float = 0.25):
+        super().__init__()
+        self.attention = attention
+        parsed = parse_ksize(k_size, num_stages=1)
+        stem = make_divisible(32 * width_mult)
+        self.last_channel = make_divisible(1280 * max(1.0, width_mult))
+        features: List[nn.Module] = [conv_bn_relu6(3, stem, stride=2)]
+        inp, self.k_size = stem, []
+        for t, c, n, s in INVERTED_RESIDUAL_SETTING:
+            out = make_divisible(c * width_mult)
+            if parsed is None:
+                k = official_eca_kernel(out)
+            elif parsed == ADAPTIVE:
+                k = adaptive_kernel_size(out)
+            else:
+                k = parsed[0]
+            for i in range(n):
+                features.append(InvertedResidual(inp, out, s if i == 0 else 1, t, attention, k))
+                self.k_size.append(k)
+                inp = out
+        features.append(conv_bn_relu6(inp, self.last_channel, kernel=1))
+        self.features = nn.Sequential(*features)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.last_channel, num_classes))
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear) and m in self.classifier:
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x):
+        return self.features(x)
+
+    def forward(self, x):
+        # Global pooling as a mean over H and W, as in the official model.
+        return self.classifier(self.forward_features(x).mean((2, 3)))
+
+
+@register_model("mobilenet")
+def eca_mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0):
+    """ECA-MobileNetV2; k_size None keeps the released rule (1 below 96 channels, else 3),
+    or give one odd int for every block, or 'adaptive' for ψ(C)."""
+    model = MobileNetV2(num_classes, width_mult, attention="eca", k_size=k_size)
+    return apply_pretrained(model, pretrained)
+
+
+@register_model("mobilenet")
+def mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0):
+    if k_size is not None:
+        raise ValueError(f"mobilenet_v2 has no ECA layer, so k_size={k_size!r} does not apply; drop --ksize")
+    return apply_pretrained(MobileNetV2(num_classes, width_mult), pretrained)
+
+
+@register_model("mobilenet")
+def se_mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0):
+    if k_size is not None:
+        raise ValueError(f"se_mobilenet_v2 has no ECA layer, so k_size={k_size!r} does not apply; drop --ksize")
+    return apply_pretrained(MobileNetV2(num_classes, width_mult, attention="se"), pretrained)
