@@ -1,0 +1,179 @@
+"""The command line shared by main.py and light_main.py; they differ only in recipe defaults.
+
+Every flag of the official CLI keeps its meaning; the official defects are fixed (--ksize takes any
+form, --seed works, --pretrained loads the given file, -a only accepts registered models).
+"""
+import argparse
+import os
+from typing import Dict, List, Optional, Sequence
+
+from models import list_models, parse_ksize, unknown_model_message
+
+# Options whose defaults change with the recipe; the parser holds neutral values until a recipe is applied.
+AMP_CHOICES = ("auto", "none", "bf16", "fp16")
+SCHEDULES = ("step", "exp", "cosine")
+
+
+def build_parser(recipe: Dict, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("data", nargs="?", default=None, metavar="DIR",
+                   help="dataset folder with train/ and val/ (one sub-folder per class); "
+                        "omit it to use the built-in demo dataset")
+    official = p.add_argument_group("official flags")
+    official.add_argument("-a", "--arch", metavar="ARCH", help=f"model: {', '.join(list_models())}")
+    official.add_argument("--ksize", default=None, help="ECA kernel sizes: '3557', '3,5,5,7', one odd int, or "
+                          "'adaptive' (default: the released sizes, or those in the checkpoint)")
+    official.add_argument("-j", "--workers", type=int, default=None,
+                          help="data-loading processes per training process (default: min(16, CPUs per process))")
+    official.add_argument("--epochs", type=int, help="total epochs")
+    official.add_argument("--start-epoch", type=int, default=None, help="epoch to start at (default: 0, or the "
+                          "checkpoint's with --resume)")
+    official.add_argument("-b", "--batch-size", type=int, help="global batch size, split over all processes")
+    official.add_argument("--lr", "--learning-rate", dest="lr", type=float, help="initial learning rate for the "
+                          "global batch")
+    official.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    official.add_argument("--wd", "--weight-decay", dest="weight_decay", type=float, help="weight decay")
+    official.add_argument("-p", "--print-freq", type=int, default=10, help="progress update every N steps")
+    official.add_argument("--resume", default="", metavar="PATH", help="checkpoint to resume training from (with "
+                          "-e: to evaluate)")
+    official.add_argument("-e", "--evaluate", action="store_true", help="evaluate on DIR/val and exit")
+    official.add_argument("--pretrained", nargs="?", const=True, default=None, metavar="PATH",
+                          help="initialise from this checkpoint's weights (e.g. a released .pth.tar)")
+    official.add_argument("--seed", type=int, default=None, help="seed for weights, data order and augmentation")
+    official.add_argument("--gpu", type=int, default=None, help="use only this GPU index")
+    official.add_argument("--action", default="", help="suffix of the run name (runs/<arch>_<action>)")
+
+    dist = p.add_argument_group("distributed (prefer torchrun, which sets these from its environment)")
+    dist.add_argument("--world-size", type=int, default=-1, help="number of processes for a manual launch")
+    dist.add_argument("--rank", type=int, default=-1, help="this process's rank for a manual launch")
+    dist.add_argument("--dist-url", default="env://", help="rendezvous URL for a manual launch")
+    dist.add_argument("--dist-backend", default=None, help="nccl or gloo (default: nccl on GPUs, gloo on CPU)")
+    dist.add_argument("--dist-timeout", type=float, default=30.0, help="minutes before a stuck collective fails")
+    dist.add_argument("--sync-bn", action="store_true", help="synchronise BatchNorm statistics across processes")
+
+    speed = p.add_argument_group("speed and numerics")
+    speed.add_argument("--amp", choices=AMP_CHOICES, default="auto",
+                       help="autocast dtype; auto = bf16 on CUDA, none on CPU")
+    speed.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                       help="NHWC memory format (default: on for CUDA)")
+    speed.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                       help="torch.compile the model (default: on for CUDA training)")
+    speed.add_argument("--official-numerics", action="store_true",
+                       help="the official recipe's numerics: fp32, NCHW, eager (overrides the three above)")
+    speed.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is present")
+    speed.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower on GPU)")
+
+    optim = p.add_argument_group("schedule and regularisation")
+    optim.add_argument("--lr-schedule", choices=SCHEDULES, help="step: x gamma every --lr-step epochs; exp: x gamma "
+                       "every epoch; cosine: to 0 at the last epoch")
+    optim.add_argument("--lr-step", type=int, default=30, help="epochs between decays of the step schedule")
+    optim.add_argument("--lr-gamma", type=float, help="decay factor of the step and exp schedules")
+    optim.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up from 0, in epochs")
+    optim.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the loss")
+
+    data = p.add_argument_group("data")
+    data.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the dataset's, or "
+                      "the checkpoint's)")
+    data.add_argument("--crop-size", type=int, help="training crop and evaluation center crop, in pixels")
+    data.add_argument("--val-resize", type=int, help="evaluation: resize the short side to this before the crop")
+    data.add_argument("--dummy", action="store_true", help="synthetic random images (speed checks, no dataset)")
+
+    out = p.add_argument_group("output")
+    out.add_argument("--output-dir", default=None, help="run directory (default: runs/<arch>_<action>)")
+    out.add_argument("--predictions", default=None, metavar="FILE", help="with -e: CSV of path, target, top-5")
+    out.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
+                     help="write TensorBoard scalars to the run directory")
+    out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
+    p.set_defaults(**recipe)
+    return p
+
+
+def explicit_options(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> set:
+    """Names of the options the user typed, so recipe switches never override them."""
+    saved = [(action, action.default) for action in parser._actions]
+    saved_defaults = dict(parser._defaults)
+    try:
+        for action in parser._actions:
+            action.default = argparse.SUPPRESS
+        parser._defaults.clear()
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for action, default in saved:
+            action.default = default
+        parser._defaults.update(saved_defaults)
+
+
+def apply_defaults(args: argparse.Namespace, defaults: Dict, explicit: set) -> None:
+    for key, value in defaults.items():
+        if key not in explicit:
+            setattr(args, key, value)
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Reject invalid values before anything starts, with the fix in the message."""
+    if args.arch not in list_models():
+        raise ValueError(unknown_model_message(args.arch))
+    args.k_size = parse_ksize(args.ksize)
+    positive = {"--batch-size": args.batch_size, "--epochs": args.epochs, "--crop-size": args.crop_size,
+                "--val-resize": args.val_resize, "--print-freq": args.print_freq, "--lr-step": args.lr_step}
+    for flag, value in positive.items():
+        if value is None or value <= 0:
+            raise ValueError(f"{flag} must be a positive integer, got {value}")
+    if args.num_classes is not None and args.num_classes <= 0:
+        raise ValueError(f"--num-classes must be positive, got {args.num_classes}")
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    if args.lr is None or args.lr < 0:
+        raise ValueError(f"--lr must be >= 0, got {args.lr}")
+    if args.weight_decay < 0 or args.momentum < 0:
+        raise ValueError("--wd and --momentum must be >= 0")
+    if args.start_epoch is not None and args.start_epoch < 0:
+        raise ValueError(f"--start-epoch must be >= 0, got {args.start_epoch}")
+    if not 0.0 <= args.label_smoothing < 1.0:
+        raise ValueError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
+    if args.warmup_epochs < 0:
+        raise ValueError(f"--warmup-epochs must be >= 0, got {args.warmup_epochs}")
+    if args.crop_size > args.val_resize:
+        raise ValueError(f"--crop-size {args.crop_size} exceeds --val-resize {args.val_resize}: the center crop "
+                         "must fit in the resized image")
+    if args.predictions and not args.evaluate:
+        raise ValueError("--predictions is written by an evaluation: add -e")
+    if args.resume and not os.path.isfile(args.resume):
+        raise ValueError(f"--resume {args.resume!r}: no such file; give the path of a .pth.tar checkpoint")
+    if args.pretrained is True:
+        raise ValueError("--pretrained needs the path of a checkpoint (released weights cannot be downloaded "
+                         "here), e.g. --pretrained eca_resnet50_k3557.pth.tar")
+    if args.pretrained and not os.path.isfile(args.pretrained):
+        raise ValueError(f"--pretrained {args.pretrained!r}: no such file")
+
+
+def run_name(args: argparse.Namespace) -> str:
+    return f"{args.arch}_{args.action}" if args.action else args.arch
+
+
+def split_batch(batch_size: int, world_size: int) -> int:
+    if batch_size % world_size:
+        raise ValueError(f"--batch-size {batch_size} is the global batch and must divide by the {world_size} "
+                         f"processes; use a multiple of {world_size}")
+    return batch_size // world_size
+
+
+def as_plain_dict(args: argparse.Namespace) -> Dict:
+    """Arguments as JSON- and weights_only-safe values (for args.json and checkpoints)."""
+    plain = {}
+    for key, value in vars(args).items():
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            plain[key] = value
+        elif isinstance(value, (list, tuple)):
+            plain[key] = list(value)
+        else:
+            plain[key] = str(value)
+    return plain
+
+
+def default_workers(world_size_on_node: int) -> int:
+    return max(0, min(16, (os.cpu_count() or 1) // max(1, world_size_on_node)))
+
+
+__all__: List[str] = ["build_parser", "explicit_options", "apply_defaults", "validate", "run_name",
+                      "split_batch", "as_plain_dict", "default_workers"]

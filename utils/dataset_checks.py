@@ -1,0 +1,54 @@
+"""Checks on a dataset folder that run before any training, each failing with the fix in one line."""
+import os
+from typing import List
+
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+
+class DatasetError(ValueError):
+    """A dataset folder that cannot be used; the message says what to do."""
+
+
+def _class_dirs(root: str) -> List[str]:
+    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+
+
+def _image_files(folder: str) -> List[str]:
+    return [e.name for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS)]
+
+
+def check_split(root: str, split: str) -> List[str]:
+    """Validate DATA/<split> as an ImageFolder tree; return its class names."""
+    path = os.path.join(root, split)
+    if not os.path.isdir(path):
+        raise DatasetError(f"{path} is missing: DATA must hold '{split}/' with one sub-folder per class "
+                           "(see scripts/prepare_imagenet.py)")
+    classes = _class_dirs(path)
+    loose = _image_files(path)
+    if loose and not classes:
+        raise DatasetError(
+            f"{path} holds {len(loose)} images but no class folders: ImageNet's val archive extracts flat; "
+            f"sort it with 'python scripts/prepare_imagenet.py --fix-flat-val {path} --devkit "
+            "ILSVRC2012_devkit_t12.tar.gz'")
+    if not classes:
+        raise DatasetError(f"{path} has no class folders: put each class's images in {path}/<class name>/")
+    empty = [c for c in classes if not _image_files(os.path.join(path, c))]
+    if empty:
+        raise DatasetError(f"{len(empty)} class folders in {path} hold no images (e.g. {', '.join(empty[:3])}): "
+                           f"remove them or add images (extensions: {', '.join(IMG_EXTENSIONS)})")
+    return classes
+
+
+def check_dataset(root: str, need_train: bool) -> None:
+    """Validate DATA before training (train/ and val/, same classes) or evaluation (val/ only)."""
+    if not os.path.isdir(root):
+        raise DatasetError(f"dataset folder {root} does not exist: give the folder that holds train/ and val/")
+    val_classes = check_split(root, "val")
+    if need_train:
+        train_classes = check_split(root, "train")
+        if train_classes != val_classes:
+            only_train = sorted(set(train_classes) - set(val_classes))
+            only_val = sorted(set(val_classes) - set(train_classes))
+            raise DatasetError(
+                f"train/ and val/ in {root} have different classes (only in train: {only_train[:3]}, only in "
+                f"val: {only_val[:3]}): class indices would not agree; make both hold the same class folders")

@@ -1,0 +1,97 @@
+"""Process-group setup from the launcher (torchrun) or the official manual flags, and helpers.
+
+torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; the official flags
+(--world-size, --rank, --dist-url, --dist-backend) still work for a manual launch. Only rank 0
+prints and writes files.
+"""
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _pick_device(local_rank: int, gpu: Optional[int], use_cuda: bool) -> torch.device:
+    if not use_cuda:
+        return torch.device("cpu")
+    index = gpu if gpu is not None else local_rank
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+def init_distributed(args) -> DistContext:
+    """Create the process group when launched by torchrun or with --world-size > 1."""
+    use_cuda = torch.cuda.is_available() and not args.cpu
+    env_world = int(os.environ.get("WORLD_SIZE", "1"))
+    if env_world > 1:
+        rank, world, local = int(os.environ["RANK"]), env_world, int(os.environ.get("LOCAL_RANK", "0"))
+        init_method = "env://"
+    elif args.world_size and args.world_size > 1:
+        if args.rank is None or args.rank < 0:
+            raise ValueError("--world-size > 1 without torchrun needs --rank for this process (0 .. world-size-1)")
+        rank, world = args.rank, args.world_size
+        local = rank % max(1, torch.cuda.device_count()) if use_cuda else 0
+        init_method = args.dist_url
+    else:
+        return DistContext(device=_pick_device(0, args.gpu, use_cuda))
+    device = _pick_device(local, None, use_cuda)
+    backend = args.dist_backend or ("nccl" if use_cuda else "gloo")
+    # A finite timeout turns a rank that died or hangs into an error on the others, not a hang.
+    dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world,
+                            timeout=datetime.timedelta(minutes=args.dist_timeout))
+    return DistContext(rank=rank, world_size=world, local_rank=local, device=device)
+
+
+def is_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    if is_initialized():
+        # gloo cannot reduce float64 on every platform build; NCCL can. Reduce in place.
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_gather_objects(obj: Any) -> List[Any]:
+    if not is_initialized():
+        return [obj]
+    out: List[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    if not is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def barrier() -> None:
+    if is_initialized():
+        dist.barrier()
+
+
+def cleanup() -> None:
+    if is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,128 @@
+"""The training and evaluation loops, shared by every entry point, test and benchmark."""
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+import torch
+from tqdm import tqdm
+
+from .data import steps_per_epoch
+from .distributed import all_gather_objects
+from .metrics import MetricSums
+from .schedule import lr_at
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf; the message names where and the lr."""
+
+
+@dataclass
+class Numerics:
+    device: torch.device
+    amp_dtype: Optional[torch.dtype]  # None: full precision
+    channels_last: bool
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def to_device(self, images: torch.Tensor, target: torch.Tensor):
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        images = images.to(self.device, non_blocking=True).contiguous(memory_format=fmt)
+        return images, target.to(self.device, non_blocking=True)
+
+
+@dataclass
+class EpochResult:
+    metrics: dict
+    steps_done: int      # index of the next step; equals total_steps when the epoch completed
+    total_steps: int
+    images_per_s: float
+    seconds: float
+    lr: float
+
+    @property
+    def completed(self) -> bool:
+        return self.steps_done >= self.total_steps
+
+
+def _check_finite(loss_sum: float, epoch: int, step: int, lr: float) -> None:
+    if not math.isfinite(loss_sum):
+        raise NonFiniteLossError(
+            f"loss became {loss_sum} by epoch {epoch} step {step} (lr {lr:.4g}): lower --lr, add --warmup-epochs, "
+            "or use --amp bf16 instead of fp16; the last good checkpoint is kept")
+
+
+def train_one_epoch(model, loader, criterion, optimizer, scaler, numerics: Numerics, args, epoch: int,
+                    start_step: int = 0, is_main: bool = True, world_size: int = 1,
+                    should_stop: Callable[[], bool] = lambda: False) -> EpochResult:
+    """Train one epoch (from `start_step` when resuming mid-epoch). Metrics stay on the device and are
+    read every --print-freq steps, which is also when a non-finite loss is detected."""
+    model.train()
+    total = start_step + steps_per_epoch(loader)
+    sums = MetricSums(numerics.device)
+    bar = tqdm(total=total, initial=start_step, desc=f"Epoch {epoch}", disable=not (is_main and args.progress),
+               dynamic_ncols=True, leave=False)
+    step, lr, seen, start = start_step, 0.0, 0, time.perf_counter()
+    for images, target in loader:
+        lr = lr_at(args, epoch, step, total)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        images, target = numerics.to_device(images, target)
+        with numerics.autocast():
+            output = model(images)
+            loss = criterion(output, target)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        sums.update(loss, output, target)
+        step, seen = step + 1, seen + target.shape[0]
+        if step % args.print_freq == 0 or step == total:
+            current = sums.summary()
+            _check_finite(current["loss"], epoch, step, lr)
+            rate = seen / max(1e-9, time.perf_counter() - start)
+            bar.set_postfix(loss=f"{current['loss']:.3f}", top1=f"{current['top1']:.1f}", lr=f"{lr:.3g}",
+                            img_s=f"{rate * world_size:.0f}", refresh=False)
+        bar.update(1)
+        if should_stop():
+            break
+    bar.close()
+    elapsed = time.perf_counter() - start
+    reduced = sums.reduced().summary()
+    _check_finite(reduced["loss"], epoch, step, lr)
+    return EpochResult(reduced, step, total, reduced["count"] / max(1e-9, elapsed), elapsed, lr)
+
+
+@torch.inference_mode()
+def evaluate(model, loader, criterion, numerics: Numerics, args, is_main: bool = True,
+             collect_predictions: bool = False):
+    """Top-1/top-5 over every image of the loader's dataset exactly once (the sampler does not pad),
+    summed over all processes. With collect_predictions, also (index, target, top5) rows from all ranks,
+    sorted by dataset index."""
+    model.eval()
+    sums = MetricSums(numerics.device)
+    indices = list(loader.sampler)
+    rows: List[tuple] = []
+    offset, start = 0, time.perf_counter()
+    for images, target in tqdm(loader, desc="Eval", disable=not (is_main and args.progress), dynamic_ncols=True,
+                               leave=False):
+        images, target = numerics.to_device(images, target)
+        with numerics.autocast():
+            output = model(images)
+            loss = criterion(output, target)
+        sums.update(loss, output.float(), target)
+        if collect_predictions:
+            top = output.float().topk(min(5, output.shape[1]), dim=1).indices.cpu().tolist()
+            batch_idx = indices[offset: offset + len(top)]
+            rows += list(zip(batch_idx, target.cpu().tolist(), top))
+        offset += target.shape[0]
+    metrics = sums.reduced().summary()
+    metrics["seconds"] = time.perf_counter() - start
+    metrics["images_per_s"] = metrics["count"] / max(1e-9, metrics["seconds"])
+    if collect_predictions:
+        rows = sorted(r for part in all_gather_objects(rows) for r in part)
+    return metrics, rows
