@@ -73,5 +73,5 @@ def wrap_model(model: nn.Module, ctx, numerics, args, is_training: bool) -> nn.M
                   f"{torch.cuda.device_count()} {sys.argv[0]} ...", file=sys.stderr)
         runner = nn.DataParallel(runner)
     if args.compile:
-        runner = torch.compile(runner)
+        runner = torch.compile(runner, backend=args.compile_backend)
     return runner
