@@ -50,6 +50,29 @@ class SyntheticImages(Dataset):
         return image, index % self.num_classes
 
 
+class PerSampleSeeded(Dataset):
+    """Seeds the random augmentation of each sample from (seed, epoch, index) alone.
+
+    The crop and flip an image gets then do not depend on the number of processes or workers, nor on
+    where in the epoch a resumed run starts: an interrupted-and-resumed run, or one with another
+    world size, sees exactly the same training inputs.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+        self.classes = getattr(dataset, "classes", None)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch  # read by workers: they are started anew every epoch (persistent_workers=False)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        torch.manual_seed(((self.seed * 1000003 + self.epoch) * 10000019 + index) % 2 ** 63)
+        return self.dataset[index]
+
+
 class ShardSampler(Sampler[int]):
     """Epoch-seeded shuffle (or fixed order), sharded by rank.
 
@@ -101,23 +124,22 @@ def build_datasets(args, need_train: bool):
 
 
 def _loader(dataset, batch_size: int, sampler: Sampler, workers: int, device: torch.device,
-            drop_last: bool, seed: int) -> DataLoader:
+            drop_last: bool) -> DataLoader:
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=drop_last,
         pin_memory=device.type == "cuda", persistent_workers=False,
-        # Seeded per epoch by the trainer so worker augmentations repeat exactly after a resume.
-        generator=torch.Generator().manual_seed(seed),
     )
 
 
 def build_train_loader(dataset, args, ctx) -> DataLoader:
+    dataset = PerSampleSeeded(dataset, args.seed)
     sampler = ShardSampler(len(dataset), ctx.rank, ctx.world_size, shuffle=True, seed=args.seed, drop_last=True)
-    return _loader(dataset, args.per_process_batch, sampler, args.workers, ctx.device, True, args.seed)
+    return _loader(dataset, args.per_process_batch, sampler, args.workers, ctx.device, True)
 
 
 def build_val_loader(dataset, args, ctx) -> DataLoader:
     sampler = ShardSampler(len(dataset), ctx.rank, ctx.world_size, shuffle=False, drop_last=False)
-    return _loader(dataset, args.per_process_batch, sampler, args.workers, ctx.device, False, 0)
+    return _loader(dataset, args.per_process_batch, sampler, args.workers, ctx.device, False)
 
 
 def steps_per_epoch(loader: DataLoader) -> int:

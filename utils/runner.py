@@ -224,7 +224,7 @@ def _train(runner, model, train_set, val_loader, criterion, numerics, args, ctx,
     for epoch in range(start_epoch, args.epochs):
         seed_everything(args.seed, epoch)
         train_loader.sampler.set_epoch(epoch, skip=start_step * args.per_process_batch)
-        train_loader.generator.manual_seed(args.seed * 1000003 + epoch)
+        train_loader.dataset.set_epoch(epoch)
         result = train_one_epoch(runner, train_loader, criterion, optimizer, scaler, numerics, args, epoch,
                                  start_step, ctx.is_main, ctx.world_size)
         start_step = 0
