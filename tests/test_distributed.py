@@ -74,11 +74,12 @@ def reference_weights(data, world_size, global_batch=48, seed=5, lr=0.01):
     from torchvision import datasets
 
     from models import create_model
-    from utils.data import PerSampleSeeded, ShardSampler, train_transform
+    from utils.data import LoaderSamples, train_transform
+    from utils.samplers import ShardSampler
 
     torch.manual_seed(seed * 1000003)
     model = create_model("resnet18", num_classes=3).train()
-    dataset = PerSampleSeeded(datasets.ImageFolder(os.path.join(data, "train"), train_transform(32)), seed)
+    dataset = LoaderSamples(datasets.ImageFolder(os.path.join(data, "train"), train_transform(32)), seed)
     dataset.set_epoch(0)
     optimizer = torch.optim.SGD(model.parameters(), lr, momentum=0.9, weight_decay=0)
     per_process = global_batch // world_size

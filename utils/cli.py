@@ -71,6 +71,8 @@ def build_parser(recipe: Dict, description: str) -> argparse.ArgumentParser:
     optim.add_argument("--lr-step", type=int, default=30, help="epochs between decays of the step schedule")
     optim.add_argument("--lr-gamma", type=float, help="decay factor of the step and exp schedules")
     optim.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up from 0, in epochs")
+    optim.add_argument("--skip-nonfinite", type=int, default=0, metavar="N",
+                       help="skip up to N steps whose loss is NaN/inf instead of stopping (syncs every step)")
     optim.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the loss")
 
     data = p.add_argument_group("data")
@@ -78,6 +80,10 @@ def build_parser(recipe: Dict, description: str) -> argparse.ArgumentParser:
                       "the checkpoint's)")
     data.add_argument("--crop-size", type=int, help="training crop and evaluation center crop, in pixels")
     data.add_argument("--val-resize", type=int, help="evaluation: resize the short side to this before the crop")
+    data.add_argument("--skip-corrupt", action="store_true",
+                      help="evaluation: leave unreadable images out (reported) instead of stopping")
+    data.add_argument("--max-skipped", type=int, default=100,
+                      help="training: stop when an epoch holds more unreadable images than this")
     data.add_argument("--dummy", action="store_true", help="synthetic random images (speed checks, no dataset)")
 
     out = p.add_argument_group("output")
@@ -133,6 +139,8 @@ def validate(args: argparse.Namespace) -> None:
         raise ValueError(f"--start-epoch must be >= 0, got {args.start_epoch}")
     if not 0.0 <= args.label_smoothing < 1.0:
         raise ValueError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
+    if args.skip_nonfinite < 0 or args.max_skipped < 0:
+        raise ValueError("--skip-nonfinite and --max-skipped must be >= 0")
     if args.warmup_epochs < 0:
         raise ValueError(f"--warmup-epochs must be >= 0, got {args.warmup_epochs}")
     if args.crop_size > args.val_resize:

@@ -1,19 +1,31 @@
-"""Datasets, transforms, samplers and loaders.
+"""Datasets, transforms and loaders.
 
 Evaluation uses the official transform exactly (resize short side with PIL bilinear, center crop,
-ImageNet mean/std). Training uses RandomResizedCrop + horizontal flip. Samplers shard by rank; the
-evaluation sampler never pads, so every validation image is counted exactly once.
+ImageNet mean/std). Training uses RandomResizedCrop + horizontal flip. Every loader yields
+(images, targets, indices, skipped): the dataset indices of the batch (for predictions) and how many
+unreadable images were left out of it.
 """
-import math
 import os
-from typing import Iterator, List, Optional
+import signal
+import sys
+from typing import List, Optional
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data._utils.collate import default_collate
 from torchvision import datasets, transforms
+
+from .samplers import ShardSampler
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# What PIL raises for unreadable files: UnidentifiedImageError and truncation are OSErrors;
+# some broken headers surface as ValueError or SyntaxError.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError)
+
+
+class CorruptImageError(RuntimeError):
+    """An image that cannot be decoded during evaluation (where skipping would change the result)."""
 
 
 def train_transform(crop_size: int):
@@ -50,17 +62,16 @@ class SyntheticImages(Dataset):
         return image, index % self.num_classes
 
 
-class PerSampleSeeded(Dataset):
-    """Seeds the random augmentation of each sample from (seed, epoch, index) alone.
+class LoaderSamples(Dataset):
+    """What a loader reads: the sample with its index, or None for an unreadable file when skipping.
 
-    The crop and flip an image gets then do not depend on the number of processes or workers, nor on
-    where in the epoch a resumed run starts: an interrupted-and-resumed run, or one with another
-    world size, sees exactly the same training inputs.
+    With a seed, each sample's random augmentation is seeded from (seed, epoch, index) alone, so the
+    crop and flip an image gets do not depend on the number of processes or workers, nor on where in
+    the epoch a resumed run starts.
     """
 
-    def __init__(self, dataset: Dataset, seed: int):
-        self.dataset, self.seed, self.epoch = dataset, seed, 0
-        self.classes = getattr(dataset, "classes", None)
+    def __init__(self, dataset: Dataset, seed: Optional[int] = None, skip_corrupt: bool = True):
+        self.dataset, self.seed, self.skip_corrupt, self.epoch = dataset, seed, skip_corrupt, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch  # read by workers: they are started anew every epoch (persistent_workers=False)
@@ -69,45 +80,34 @@ class PerSampleSeeded(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int):
-        torch.manual_seed(((self.seed * 1000003 + self.epoch) * 10000019 + index) % 2 ** 63)
-        return self.dataset[index]
+        if self.seed is not None:
+            torch.manual_seed(((self.seed * 1000003 + self.epoch) * 10000019 + index) % 2 ** 63)
+        try:
+            image, target = self.dataset[index]
+        except DECODE_ERRORS as exc:
+            path = self.dataset.samples[index][0] if hasattr(self.dataset, "samples") else f"#{index}"
+            if not self.skip_corrupt:
+                raise CorruptImageError(f"cannot decode {path} ({exc}): replace or remove the file, or pass "
+                                        "--skip-corrupt to leave it out of the evaluation") from None
+            print(f"warning: skipping unreadable image {path} ({exc})", file=sys.stderr)
+            return None
+        return image, target, index
 
 
-class ShardSampler(Sampler[int]):
-    """Epoch-seeded shuffle (or fixed order), sharded by rank.
+def collate_samples(batch):
+    kept = [sample for sample in batch if sample is not None]
+    skipped = len(batch) - len(kept)
+    if not kept:
+        return None, None, [], skipped
+    images, targets, indices = default_collate(kept)
+    return images, targets, indices.tolist(), skipped
 
-    Training (drop_last): every rank gets the same number of indices, as DDP needs equal step counts.
-    Evaluation (pad=False, no shuffle): ranks take indices rank, rank+W, ... so each index is seen
-    exactly once overall; the last ranks may get one fewer. `skip` drops the first indices of this
-    rank's share, to resume in the middle of an epoch.
-    """
 
-    def __init__(self, length: int, rank: int = 0, world_size: int = 1, shuffle: bool = True,
-                 seed: int = 0, drop_last: bool = True):
-        self.length, self.rank, self.world_size = length, rank, world_size
-        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
-        self.epoch, self.skip = 0, 0
-
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        self.epoch, self.skip = epoch, skip
-
-    def _indices(self) -> List[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 10007 + self.epoch)
-            order = torch.randperm(self.length, generator=g).tolist()
-        else:
-            order = list(range(self.length))
-        if self.drop_last:
-            order = order[: self.length // self.world_size * self.world_size]
-        return order[self.rank::self.world_size]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._indices()[self.skip:])
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.length // self.world_size - self.skip
-        return len(range(self.rank, self.length, self.world_size)) - self.skip
+def _ignore_stop_signals(_worker_id: int) -> None:
+    # Preemption signals are the main process's to handle (it finishes the step and checkpoints);
+    # workers that died of them would break the loader first.
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR1", signal.SIGTERM)):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def build_datasets(args, need_train: bool):
@@ -123,27 +123,26 @@ def build_datasets(args, need_train: bool):
     return train, val
 
 
-def _loader(dataset, batch_size: int, sampler: Sampler, workers: int, device: torch.device,
-            drop_last: bool) -> DataLoader:
-    return DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=drop_last,
-        pin_memory=device.type == "cuda", persistent_workers=False,
-    )
+def _loader(samples: LoaderSamples, batch_size: int, sampler, workers: int, device, drop_last: bool):
+    return DataLoader(samples, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=drop_last,
+                      pin_memory=device.type == "cuda", collate_fn=collate_samples,
+                      worker_init_fn=_ignore_stop_signals if workers else None)
 
 
 def build_train_loader(dataset, args, ctx) -> DataLoader:
-    dataset = PerSampleSeeded(dataset, args.seed)
     sampler = ShardSampler(len(dataset), ctx.rank, ctx.world_size, shuffle=True, seed=args.seed, drop_last=True)
-    return _loader(dataset, args.per_process_batch, sampler, args.workers, ctx.device, True)
+    samples = LoaderSamples(dataset, seed=args.seed, skip_corrupt=True)
+    return _loader(samples, args.per_process_batch, sampler, args.workers, ctx.device, True)
 
 
 def build_val_loader(dataset, args, ctx) -> DataLoader:
     sampler = ShardSampler(len(dataset), ctx.rank, ctx.world_size, shuffle=False, drop_last=False)
-    return _loader(dataset, args.per_process_batch, sampler, args.workers, ctx.device, False)
+    samples = LoaderSamples(dataset, seed=None, skip_corrupt=args.skip_corrupt)
+    return _loader(samples, args.per_process_batch, sampler, args.workers, ctx.device, False)
 
 
 def steps_per_epoch(loader: DataLoader) -> int:
-    return math.floor(len(loader.sampler) / loader.batch_size)
+    return len(loader.sampler) // loader.batch_size
 
 
 def relative_paths(dataset) -> Optional[List[str]]:

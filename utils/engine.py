@@ -9,13 +9,17 @@ import torch
 from tqdm import tqdm
 
 from .data import steps_per_epoch
-from .distributed import all_gather_objects
+from .distributed import all_gather_objects, all_reduce_sum
 from .metrics import MetricSums
 from .schedule import lr_at
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf; the message names where and the lr."""
+
+
+class TooManyUnreadableImages(RuntimeError):
+    """More unreadable images in an epoch than --max-skipped allows."""
 
 
 @dataclass
@@ -43,58 +47,84 @@ class EpochResult:
     images_per_s: float
     seconds: float
     lr: float
+    skipped_images: int
+    nonfinite_steps: int
 
     @property
     def completed(self) -> bool:
         return self.steps_done >= self.total_steps
 
 
-def _check_finite(loss_sum: float, epoch: int, step: int, lr: float) -> None:
-    if not math.isfinite(loss_sum):
-        raise NonFiniteLossError(
-            f"loss became {loss_sum} by epoch {epoch} step {step} (lr {lr:.4g}): lower --lr, add --warmup-epochs, "
-            "or use --amp bf16 instead of fp16; the last good checkpoint is kept")
+def _nonfinite_message(value: float, epoch: int, step: int, lr: float) -> str:
+    return (f"loss became {value} by epoch {epoch} step {step} (lr {lr:.4g}): lower --lr, add --warmup-epochs, "
+            "use --amp bf16 instead of fp16, or tolerate a few such steps with --skip-nonfinite N; "
+            "the checkpoints written before stay as they were")
+
+
+def _optimizer_step(loss, optimizer, scaler, args, tolerated: int, epoch: int, step: int, lr: float) -> int:
+    """Backward and step. With --skip-nonfinite, a non-finite loss skips the update (a host sync per
+    step, so only then); returns the number of skipped steps so far."""
+    optimizer.zero_grad(set_to_none=True)
+    if args.skip_nonfinite and not torch.isfinite(loss.detach()).item():
+        tolerated += 1
+        if tolerated > args.skip_nonfinite:
+            raise NonFiniteLossError(_nonfinite_message(loss.item(), epoch, step, lr))
+        return tolerated
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return tolerated
 
 
 def train_one_epoch(model, loader, criterion, optimizer, scaler, numerics: Numerics, args, epoch: int,
                     start_step: int = 0, is_main: bool = True, world_size: int = 1,
-                    should_stop: Callable[[], bool] = lambda: False) -> EpochResult:
+                    should_stop: Callable[[int], bool] = lambda step: False) -> EpochResult:
     """Train one epoch (from `start_step` when resuming mid-epoch). Metrics stay on the device and are
-    read every --print-freq steps, which is also when a non-finite loss is detected."""
+    read every --print-freq steps, which is also when a non-finite loss is detected. `should_stop(step)`
+    is asked after every step (preemption); the loop then ends early with steps_done < total_steps."""
     model.train()
     total = start_step + steps_per_epoch(loader)
     sums = MetricSums(numerics.device)
     bar = tqdm(total=total, initial=start_step, desc=f"Epoch {epoch}", disable=not (is_main and args.progress),
                dynamic_ncols=True, leave=False)
-    step, lr, seen, start = start_step, 0.0, 0, time.perf_counter()
-    for images, target in loader:
+    step, lr, seen, skipped, tolerated, start = start_step, 0.0, 0, 0, 0, time.perf_counter()
+    for images, target, _, skipped_now in loader:
+        skipped += skipped_now
         lr = lr_at(args, epoch, step, total)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        images, target = numerics.to_device(images, target)
-        with numerics.autocast():
-            output = model(images)
-            loss = criterion(output, target)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        sums.update(loss, output, target)
-        step, seen = step + 1, seen + target.shape[0]
+        if images is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            images, target = numerics.to_device(images, target)
+            with numerics.autocast():
+                output = model(images)
+                loss = criterion(output, target)
+            before = tolerated
+            tolerated = _optimizer_step(loss, optimizer, scaler, args, tolerated, epoch, step, lr)
+            if tolerated == before:
+                sums.update(loss, output, target)
+            seen += target.shape[0]
+        step += 1
         if step % args.print_freq == 0 or step == total:
             current = sums.summary()
-            _check_finite(current["loss"], epoch, step, lr)
+            if not math.isfinite(current["loss"]):
+                raise NonFiniteLossError(_nonfinite_message(current["loss"], epoch, step, lr))
             rate = seen / max(1e-9, time.perf_counter() - start)
             bar.set_postfix(loss=f"{current['loss']:.3f}", top1=f"{current['top1']:.1f}", lr=f"{lr:.3g}",
                             img_s=f"{rate * world_size:.0f}", refresh=False)
         bar.update(1)
-        if should_stop():
+        if should_stop(step):
             break
     bar.close()
     elapsed = time.perf_counter() - start
     reduced = sums.reduced().summary()
-    _check_finite(reduced["loss"], epoch, step, lr)
-    return EpochResult(reduced, step, total, reduced["count"] / max(1e-9, elapsed), elapsed, lr)
+    if not math.isfinite(reduced["loss"]):
+        raise NonFiniteLossError(_nonfinite_message(reduced["loss"], epoch, step, lr))
+    skipped = int(all_reduce_sum(torch.tensor([skipped], device=numerics.device)).item())
+    if skipped > args.max_skipped:
+        raise TooManyUnreadableImages(
+            f"{skipped} unreadable images in epoch {epoch}, more than --max-skipped {args.max_skipped}: "
+            "check the dataset (the warnings above name the files) or raise --max-skipped")
+    return EpochResult(reduced, step, total, reduced["count"] / max(1e-9, elapsed), elapsed, lr, skipped, tolerated)
 
 
 @torch.inference_mode()
@@ -105,11 +135,13 @@ def evaluate(model, loader, criterion, numerics: Numerics, args, is_main: bool =
     sorted by dataset index."""
     model.eval()
     sums = MetricSums(numerics.device)
-    indices = list(loader.sampler)
     rows: List[tuple] = []
-    offset, start = 0, time.perf_counter()
-    for images, target in tqdm(loader, desc="Eval", disable=not (is_main and args.progress), dynamic_ncols=True,
-                               leave=False):
+    skipped, start = 0, time.perf_counter()
+    for images, target, indices, skipped_now in tqdm(loader, desc="Eval", disable=not (is_main and args.progress),
+                                                     dynamic_ncols=True, leave=False):
+        skipped += skipped_now
+        if images is None:
+            continue
         images, target = numerics.to_device(images, target)
         with numerics.autocast():
             output = model(images)
@@ -117,10 +149,9 @@ def evaluate(model, loader, criterion, numerics: Numerics, args, is_main: bool =
         sums.update(loss, output.float(), target)
         if collect_predictions:
             top = output.float().topk(min(5, output.shape[1]), dim=1).indices.cpu().tolist()
-            batch_idx = indices[offset: offset + len(top)]
-            rows += list(zip(batch_idx, target.cpu().tolist(), top))
-        offset += target.shape[0]
+            rows += list(zip(indices, target.cpu().tolist(), top))
     metrics = sums.reduced().summary()
+    metrics["skipped"] = int(all_reduce_sum(torch.tensor([skipped], device=numerics.device)).item())
     metrics["seconds"] = time.perf_counter() - start
     metrics["images_per_s"] = metrics["count"] / max(1e-9, metrics["seconds"])
     if collect_predictions:

@@ -15,14 +15,30 @@ from torch import nn
 from models import CheckpointError, format_ksize
 from utils import checkpoint as ckpt
 from utils import cli
-from utils.data import build_datasets, build_train_loader, build_val_loader, relative_paths
+from utils.data import CorruptImageError, build_datasets, build_train_loader, build_val_loader, relative_paths
 from utils.dataset_checks import DatasetError, check_dataset
 from utils.distributed import DistContext, broadcast_object, cleanup, init_distributed
-from utils.engine import Numerics, NonFiniteLossError, evaluate, train_one_epoch
+from utils.engine import Numerics, NonFiniteLossError, TooManyUnreadableImages, evaluate, train_one_epoch
+from utils.preemption import StopRequest
 from utils.run_logger import RunLogger
 from utils.schedule import describe as describe_schedule
 
-USER_ERRORS = (ValueError, DatasetError, CheckpointError, NonFiniteLossError)
+USER_ERRORS = (ValueError, DatasetError, CheckpointError)
+RUN_ERRORS = (NonFiniteLossError, TooManyUnreadableImages, CorruptImageError)
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, permissions); the previous files are intact."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's own message on one line. Errors raised in DataLoader workers come back wrapped in
+    a traceback; their last line holds the original message."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and "Traceback" in str(exc):
+        last = lines[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(lines) or type(exc).__name__
 
 
 class TargetRemap:
@@ -130,14 +146,17 @@ def run(argv: Optional[Sequence[str]], recipe: Dict, builtin: Dict, description:
             check_dataset(args.data, need_train=not args.evaluate)
         ctx = init_distributed(args)
     except USER_ERRORS as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     try:
         return _run(args, explicit, ctx)
     except USER_ERRORS as exc:
         if ctx.is_main:
-            print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2 if not isinstance(exc, NonFiniteLossError) else 3
+            print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except (*RUN_ERRORS, CheckpointWriteError) as exc:
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+        return 3
     finally:
         cleanup()
 
@@ -200,6 +219,8 @@ def _evaluate_only(runner, model, val_loader, val_set, criterion, numerics, args
     if ctx.is_main:
         print(f" * Prec@1 {metrics['top1']:.3f} Prec@5 {metrics['top5']:.3f}")
         print(f"=> {metrics['count']} images, loss {metrics['loss']:.4f}, {metrics['images_per_s']:.0f} img/s")
+        if metrics["skipped"]:
+            print(f"=> {metrics['skipped']} unreadable images were left out (--skip-corrupt)")
         logger.write_json("eval_results.json", {
             **metrics, "arch": args.arch, "checkpoint": source, "k_size": getattr(model, "k_size", None),
             "num_classes": args.num_classes, "data": args.data})
@@ -216,34 +237,85 @@ def _train(runner, model, train_set, val_loader, criterion, numerics, args, ctx,
     start_epoch, start_step, best = 0, 0, 0.0
     if args.resume and checkpoint is not None:
         start_epoch, start_step, best = _restore(checkpoint, optimizer, scaler, args)
-        say(f"=> resumed {args.resume}: epoch {start_epoch} step {start_step}, best Prec@1 {best:.3f}")
+        where = f"epoch {start_epoch}" + (f" step {start_step}" if start_step else "")
+        say(f"=> resumed {args.resume}: {where}, best Prec@1 {best:.3f}")
     if args.start_epoch is not None:
         start_epoch, start_step = args.start_epoch, 0
     train_loader = build_train_loader(train_set, args, ctx)
     logger.save_args(cli.as_plain_dict(args))
-    for epoch in range(start_epoch, args.epochs):
-        seed_everything(args.seed, epoch)
-        train_loader.sampler.set_epoch(epoch, skip=start_step * args.per_process_batch)
-        train_loader.dataset.set_epoch(epoch)
-        result = train_one_epoch(runner, train_loader, criterion, optimizer, scaler, numerics, args, epoch,
-                                 start_step, ctx.is_main, ctx.world_size)
-        start_step = 0
-        val, _ = evaluate(runner, val_loader, criterion, numerics, args, ctx.is_main)
-        is_best = val["top1"] > best
-        best = max(best, val["top1"])
-        state = _checkpoint_state(model, optimizer, scaler, args, epoch + 1, 0, best, train_set)
-        if ctx.is_main:
-            _save(state, run_dir, is_best)
-            row = {"epoch": epoch, "lr": result.lr, "train_loss": result.metrics["loss"],
-                   "train_top1": result.metrics["top1"], "val_loss": val["loss"], "val_top1": val["top1"],
-                   "val_top5": val["top5"], "train_img_s": round(result.images_per_s, 1),
-                   "epoch_time_s": round(result.seconds, 2)}
-            logger.log_epoch(row)
-            print(f"Epoch {epoch}: train loss {row['train_loss']:.4f} top1 {row['train_top1']:.2f} | "
-                  f" * Prec@1 {val['top1']:.3f} Prec@5 {val['top5']:.3f} | lr {result.lr:.4g} | "
-                  f"{row['train_img_s']:.0f} img/s | {row['epoch_time_s']:.1f}s")
+    stop = StopRequest().install()
+    should_stop = stop.checker(ctx.distributed, ctx.device, args.print_freq)
+    try:
+        for epoch in range(start_epoch, args.epochs):
+            seed_everything(args.seed, epoch)
+            train_loader.sampler.set_epoch(epoch, skip=start_step * args.per_process_batch)
+            train_loader.dataset.set_epoch(epoch)
+            result = train_one_epoch(runner, train_loader, criterion, optimizer, scaler, numerics, args, epoch,
+                                     start_step, ctx.is_main, ctx.world_size, should_stop)
+            start_step = 0
+            if not result.completed:
+                state = _checkpoint_state(model, optimizer, scaler, args, epoch, result.steps_done, best, train_set)
+                return _stop_for_signal(stop, state, run_dir, ctx, f"epoch {epoch} step {result.steps_done}")
+            _report_epoch_faults(result, epoch, say)
+            val, _ = evaluate(runner, val_loader, criterion, numerics, args, ctx.is_main)
+            is_best = val["top1"] > best
+            best = max(best, val["top1"])
+            state = _checkpoint_state(model, optimizer, scaler, args, epoch + 1, 0, best, train_set)
+            if ctx.is_main:
+                _save(state, run_dir, is_best)
+                _log_epoch(logger, epoch, result, val)
+            if stop.requested and epoch + 1 < args.epochs:
+                return _stop_for_signal(stop, None, run_dir, ctx, f"the end of epoch {epoch}")
+    finally:
+        stop.uninstall()
     say(f"=> done: best Prec@1 {best:.3f}; checkpoints in {run_dir}")
     return 0
+
+
+def _report_epoch_faults(result, epoch: int, say) -> None:
+    if result.skipped_images:
+        say(f"=> epoch {epoch}: skipped {result.skipped_images} unreadable images (named in the warnings above)")
+    if result.nonfinite_steps:
+        say(f"=> epoch {epoch}: skipped {result.nonfinite_steps} steps with a non-finite loss (--skip-nonfinite)")
+
+
+def _log_epoch(logger, epoch: int, result, val) -> None:
+    row = {"epoch": epoch, "lr": result.lr, "train_loss": result.metrics["loss"],
+           "train_top1": result.metrics["top1"], "val_loss": val["loss"], "val_top1": val["top1"],
+           "val_top5": val["top5"], "train_img_s": round(result.images_per_s, 1),
+           "epoch_time_s": round(result.seconds, 2), "skipped_images": result.skipped_images}
+    logger.log_epoch(row)
+    print(f"Epoch {epoch}: train loss {row['train_loss']:.4f} top1 {row['train_top1']:.2f} | "
+          f" * Prec@1 {val['top1']:.3f} Prec@5 {val['top5']:.3f} | lr {result.lr:.4g} | "
+          f"{row['train_img_s']:.0f} img/s | {row['epoch_time_s']:.1f}s")
+
+
+def _stop_for_signal(stop: StopRequest, state, run_dir: str, ctx, where: str) -> int:
+    """Save the mid-epoch state (if any), say how to resume, and end the run successfully."""
+    path = os.path.join(run_dir, ckpt.CHECKPOINT_NAME)
+    if ctx.is_main:
+        if state is not None:
+            _save(state, run_dir, is_best=False)
+        print(f"=> stopped by {stop.signal_name or 'a signal on another rank'} at {where}; checkpoint: {path}\n"
+              f"=> resume with: {resume_command(path)}", flush=True)
+    return 0
+
+
+def resume_command(path: str) -> str:
+    """This run's command line with --resume pointing at `path` (an earlier --resume replaced)."""
+    argv, out, skip = list(sys.argv), [], False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg == "--resume":
+            skip = True
+            continue
+        if arg.startswith("--resume="):
+            continue
+        out.append(arg)
+    launcher = "torchrun --nproc_per_node=N" if "WORLD_SIZE" in os.environ else "python"
+    return " ".join([launcher, argv[0], "--resume", path, *out])
 
 
 def _restore(checkpoint, optimizer, scaler, args):
@@ -270,8 +342,13 @@ def _checkpoint_state(model, optimizer, scaler, args, epoch, step, best, train_s
 
 
 def _save(state: Dict, run_dir: str, is_best: bool) -> None:
-    os.makedirs(run_dir, exist_ok=True)
     last = os.path.join(run_dir, ckpt.CHECKPOINT_NAME)
-    ckpt.atomic_save(state, last)
-    if is_best:
-        ckpt.atomic_copy(last, os.path.join(run_dir, ckpt.BEST_NAME))
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        ckpt.atomic_save(state, last)
+        if is_best:
+            ckpt.atomic_copy(last, os.path.join(run_dir, ckpt.BEST_NAME))
+    except OSError as exc:
+        raise CheckpointWriteError(
+            f"could not write a checkpoint in {run_dir} ({exc.strerror or exc}); the previous checkpoint files "
+            "there are unchanged: free space or choose another --output-dir, then --resume") from None
