@@ -7,7 +7,6 @@ must never run code.
 """
 import os
 import pickle
-import zipfile
 from typing import Any, Dict
 
 import torch
@@ -26,17 +25,17 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
         raise CheckpointError(f"checkpoint {path!r} does not exist; check the path")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # torch.load raises many types for damaged files; all mean "unusable"
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in text:
+            raise CheckpointError(
+                f"refusing to load {path!r}: it holds objects other than tensors and plain containers, which "
+                "could run code; only weights files are accepted (re-save it with torch.save(state_dict))"
+            ) from None
         raise CheckpointError(
-            f"refusing to load {path!r}: it is not a plain weights file ({first}); "
-            "only tensors and plain containers are accepted, so untrusted files cannot run code"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"cannot read checkpoint {path!r} ({first}); the file is truncated, corrupt or not a "
-            "PyTorch checkpoint"
+            f"cannot read checkpoint {path!r} ({type(exc).__name__}: {first[:160]}); the file is truncated, "
+            "corrupt or not a PyTorch checkpoint"
         ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path!r} holds a {type(obj).__name__}, expected a dict of tensors")

@@ -32,7 +32,17 @@ def check_split(root: str, split: str) -> List[str]:
             "ILSVRC2012_devkit_t12.tar.gz'")
     if not classes:
         raise DatasetError(f"{path} has no class folders: put each class's images in {path}/<class name>/")
-    empty = [c for c in classes if not _image_files(os.path.join(path, c))]
+    empty, strangers = [], []
+    for c in classes:
+        folder = os.path.join(path, c)
+        files = [e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".")]
+        images = [f for f in files if f.lower().endswith(IMG_EXTENSIONS)]
+        strangers += [os.path.join(c, f) for f in files if not f.lower().endswith(IMG_EXTENSIONS)]
+        if not images:
+            empty.append(c)
+    if strangers:
+        raise DatasetError(f"{len(strangers)} files in {path} are not images (e.g. {', '.join(strangers[:3])}): "
+                           f"they would be ignored silently; move them out of the class folders")
     if empty:
         raise DatasetError(f"{len(empty)} class folders in {path} hold no images (e.g. {', '.join(empty[:3])}): "
                            f"remove them or add images (extensions: {', '.join(IMG_EXTENSIONS)})")

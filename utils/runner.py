@@ -3,6 +3,7 @@
 Order: parse and validate everything (one-line errors, exit 2, before any work), set up processes,
 data, model and optimizer, optionally resume, then evaluate or train. Only rank 0 prints and writes.
 """
+import math
 import os
 import random
 import sys
@@ -258,6 +259,11 @@ def _train(runner, model, train_set, val_loader, criterion, numerics, args, ctx,
                 return _stop_for_signal(stop, state, run_dir, ctx, f"epoch {epoch} step {result.steps_done}")
             _report_epoch_faults(result, epoch, say)
             val, _ = evaluate(runner, val_loader, criterion, numerics, args, ctx.is_main)
+            if not math.isfinite(val["loss"]):
+                # The last update can break the weights after the last training loss was read.
+                raise NonFiniteLossError(f"validation loss is {val['loss']} after epoch {epoch} (lr {result.lr:.4g}): "
+                                         "the weights diverged; lower --lr or add --warmup-epochs; the checkpoints "
+                                         "written before stay as they were")
             is_best = val["top1"] > best
             best = max(best, val["top1"])
             state = _checkpoint_state(model, optimizer, scaler, args, epoch + 1, 0, best, train_set)

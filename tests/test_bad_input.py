@@ -1,0 +1,113 @@
+"""Bad input: each case is one clear line on stderr, a non-zero exit, before any training starts."""
+import os
+import shutil
+
+import pytest
+
+import main
+from tests.helpers import make_image_folder, run_script
+from utils.runner import run
+
+
+@pytest.fixture()
+def data(tmp_path):
+    return make_image_folder(tmp_path / "data", train_per_class=2, val_per_class=1)
+
+
+def run_main(argv, capsys):
+    code = run(argv, main.RECIPE, main.BUILTIN, "")
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["-b", "0"], "--batch-size must be a positive integer, got 0"),
+    (["--epochs", "-1"], "--epochs must be a positive integer, got -1"),
+    (["-a", "eca_resnet5"], "Did you mean eca_resnet50"),
+    (["--ksize", "3456"], "odd"),
+    (["--ksize", "35"], "got 2 kernel sizes"),
+    (["--resume", "/nonexistent/ckpt.pth.tar"], "no such file"),
+    (["--pretrained", "/nonexistent/w.pth"], "no such file"),
+    (["--pretrained"], "needs the path of a checkpoint"),
+    (["-j", "-1"], "--workers must be >= 0"),
+    (["--lr", "-0.1"], "--lr must be >= 0"),
+    (["--crop-size", "300"], "exceeds --val-resize"),
+    (["--predictions", "p.csv"], "add -e"),
+    (["-a", "resnet50", "--ksize", "3557"], "no ECA layer"),
+])
+def test_invalid_values_rejected_up_front(flags, message, data, tmp_path, capsys):
+    code, err = run_main([*flags, "--output-dir", str(tmp_path / "run"), data], capsys)
+    assert code == 2
+    assert message in err
+    assert len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run").exists(), "nothing may be written for a rejected command"
+
+
+def test_bad_arch_through_real_cli(data):
+    result = run_script("main.py", ["-a", "eca_resnet5O", data])
+    assert result.returncode == 2
+    assert result.stderr.startswith("main.py: error: unknown architecture 'eca_resnet5O'")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _missing_data(root):
+    return os.path.join(root, "nothing-here")
+
+
+def _no_train(root):
+    shutil.rmtree(os.path.join(root, "train"))
+    return root
+
+
+def _no_val(root):
+    shutil.rmtree(os.path.join(root, "val"))
+    return root
+
+
+def _flat_val(root):
+    val = os.path.join(root, "val")
+    for c in os.listdir(val):
+        for f in os.listdir(os.path.join(val, c)):
+            shutil.move(os.path.join(val, c, f), os.path.join(val, f"{c}_{f}"))
+        os.rmdir(os.path.join(val, c))
+    return root
+
+
+def _class_mismatch(root):
+    os.rename(os.path.join(root, "val", "class2"), os.path.join(root, "val", "class9"))
+    return root
+
+
+def _empty_class(root):
+    os.makedirs(os.path.join(root, "train", "class3"))
+    os.makedirs(os.path.join(root, "val", "class3"))
+    return root
+
+
+def _non_image(root):
+    with open(os.path.join(root, "train", "class0", "notes.txt"), "w") as f:
+        f.write("not an image")
+    return root
+
+
+@pytest.mark.parametrize("breaker,message", [
+    (_missing_data, "does not exist"),
+    (_no_train, "train is missing"),
+    (_no_val, "val is missing"),
+    (_flat_val, "val archive extracts flat"),
+    (_class_mismatch, "different classes"),
+    (_empty_class, "hold no images"),
+    (_non_image, "are not images"),
+])
+def test_dataset_problems_are_one_line_errors(breaker, message, data, tmp_path, capsys):
+    root = breaker(data)
+    code, err = run_main(["--epochs", "1", "--output-dir", str(tmp_path / "run"), root], capsys)
+    assert code == 2
+    assert message in err, err
+    assert len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_flat_val_error_points_to_the_preparation_script(data, capsys):
+    _, err = run_main(["-e", _flat_val(data)], capsys)
+    assert "scripts/prepare_imagenet.py --fix-flat-val" in err
