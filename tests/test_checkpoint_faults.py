@@ -1,7 +1,6 @@
 """Checkpoints under faults: bad files give clear errors, untrusted files never run code, and a
 crash or a failing write never damages the checkpoint that existed before."""
 import os
-import pickle
 import subprocess
 import sys
 

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from tests.helpers import ROOT, TINY, make_image_folder, run_script
+from tests.helpers import ROOT, make_image_folder, run_script
 
 
 def load(path):
