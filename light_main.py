@@ -13,7 +13,7 @@ RECIPE = dict(arch="eca_mobilenet_v2", epochs=400, batch_size=96, lr=0.045, weig
 
 # Without DIR: the built-in 64 px, 10-class demo set.
 BUILTIN = dict(epochs=5, batch_size=64, lr=0.05, lr_schedule="cosine", warmup_epochs=0.5,
-               crop_size=56, val_resize=64)
+               crop_size=56, val_resize=64, crop_scale=0.35)
 
 if __name__ == "__main__":
     sys.exit(run(sys.argv[1:], RECIPE, BUILTIN, __doc__))

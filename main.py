@@ -14,7 +14,7 @@ RECIPE = dict(arch="eca_resnet50", epochs=100, batch_size=256, lr=0.1, weight_de
 
 # Without DIR: the built-in 64 px, 10-class demo set; a short cosine run that learns in CPU minutes.
 BUILTIN = dict(arch="eca_resnet18", epochs=5, batch_size=64, lr=0.1, lr_schedule="cosine", warmup_epochs=0.5,
-               crop_size=56, val_resize=64)
+               crop_size=56, val_resize=64, crop_scale=0.35)
 
 if __name__ == "__main__":
     sys.exit(run(sys.argv[1:], RECIPE, BUILTIN, __doc__))

@@ -33,7 +33,8 @@ def describe(arch: str, k_size, input_size: int, num_classes: int) -> str:
 
 
 def print_table(input_size: int, num_classes: int) -> None:
-    print(f"| arch | Params | FLOPs | params (exact) | MACs (exact) |  input {input_size}px, thop MACs, 1024-based")
+    print(f"Input {input_size}x{input_size}; FLOPs are thop multiply-accumulates; M and G are powers of 1024.\n")
+    print("| arch | Params | FLOPs | params (exact) | MACs (exact) |")
     print("|---|---|---|---|---|")
     for arch in list_models():
         c = count_params_macs(arch, None, input_size, num_classes)

@@ -115,3 +115,17 @@ def main_model_keys():
     from models import create_model
 
     return create_model("eca_resnet18", num_classes=3).state_dict().keys()
+
+
+def test_no_data_argument_uses_the_builtin_dataset(tmp_path):
+    """`python main.py -a eca_resnet18` with no DIR: generates the demo set once, then trains on it
+    with the small-image defaults (one epoch here, to stay quick)."""
+    out = tmp_path / "run"
+    env = {"ECA_DATA_CACHE": str(tmp_path / "cache")}
+    result = run_script("main.py", ["-a", "eca_resnet18", "--epochs", "1", "--no-progress", "--output-dir", str(out)],
+                        env=env)
+    assert result.returncode == 0, result.stderr
+    assert "built-in demo dataset" in result.stderr
+    state = load(out / "checkpoint.pth.tar")
+    assert state["num_classes"] == 10 and state["args"]["crop_size"] == 56 and state["args"]["batch_size"] == 64
+    assert (tmp_path / "cache" / "train" / "circle").is_dir()

@@ -14,8 +14,12 @@ AMP_CHOICES = ("auto", "none", "bf16", "fp16")
 SCHEDULES = ("step", "exp", "cosine")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults and keeps the entry point's usage examples as written."""
+
+
 def build_parser(recipe: Dict, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
     p.add_argument("data", nargs="?", default=None, metavar="DIR",
                    help="dataset folder with train/ and val/ (one sub-folder per class); "
                         "omit it to use the built-in demo dataset")
@@ -79,6 +83,8 @@ def build_parser(recipe: Dict, description: str) -> argparse.ArgumentParser:
     data.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the dataset's, or "
                       "the checkpoint's)")
     data.add_argument("--crop-size", type=int, help="training crop and evaluation center crop, in pixels")
+    data.add_argument("--crop-scale", type=float, default=0.08,
+                      help="smallest area fraction of RandomResizedCrop (0.08: the official augmentation)")
     data.add_argument("--val-resize", type=int, help="evaluation: resize the short side to this before the crop")
     data.add_argument("--skip-corrupt", action="store_true",
                       help="evaluation: leave unreadable images out (reported) instead of stopping")
@@ -139,6 +145,8 @@ def validate(args: argparse.Namespace) -> None:
         raise ValueError(f"--start-epoch must be >= 0, got {args.start_epoch}")
     if not 0.0 <= args.label_smoothing < 1.0:
         raise ValueError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
+    if not 0.0 < args.crop_scale <= 1.0:
+        raise ValueError(f"--crop-scale must be in (0, 1], got {args.crop_scale}")
     if args.skip_nonfinite < 0 or args.max_skipped < 0:
         raise ValueError("--skip-nonfinite and --max-skipped must be >= 0")
     if args.warmup_epochs < 0:

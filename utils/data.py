@@ -28,9 +28,9 @@ class CorruptImageError(RuntimeError):
     """An image that cannot be decoded during evaluation (where skipping would change the result)."""
 
 
-def train_transform(crop_size: int):
+def train_transform(crop_size: int, min_scale: float = 0.08):
     return transforms.Compose([
-        transforms.RandomResizedCrop(crop_size),
+        transforms.RandomResizedCrop(crop_size, scale=(min_scale, 1.0)),
         transforms.RandomHorizontalFlip(),
         transforms.ToTensor(),
         transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
@@ -118,7 +118,8 @@ def build_datasets(args, need_train: bool):
         return train, SyntheticImages(args.batch_size * 4, classes, args.crop_size)
     train = None
     if need_train:
-        train = datasets.ImageFolder(os.path.join(args.data, "train"), train_transform(args.crop_size))
+        transform = train_transform(args.crop_size, args.crop_scale)
+        train = datasets.ImageFolder(os.path.join(args.data, "train"), transform)
     val = datasets.ImageFolder(os.path.join(args.data, "val"), eval_transform(args.crop_size, args.val_resize))
     return train, val
 

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Quick start, command 1: set up the environment (first run only), then train ECA-ResNet-18 on the
+# built-in demo dataset (generated once into ~/.cache/eca-net). Extra arguments go to main.py.
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+ensure_env requirements.txt
+cd "$ROOT"
+exec "$PYTHON" main.py -a eca_resnet18 "$@"

@@ -1,0 +1,156 @@
+"""The built-in demo dataset: 10 classes of shapes and textures, drawn procedurally into real JPEG
+files in ImageFolder layout, generated once into a cache folder.
+
+Colours, position, size and rotation are random per image, so only the shape or texture tells the
+class: a small CNN learns it well above chance (10%) within CPU minutes, yet not instantly.
+"""
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+from PIL import Image, ImageDraw, ImageFilter
+
+BUILTIN_CLASSES = ("circle", "square", "triangle", "cross", "ring", "stripes_h", "stripes_v", "checker",
+                   "dots", "diamond")
+_VERSION = "builtin-shapes-v1"
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("ECA_DATA_CACHE"):
+        return Path(os.environ["ECA_DATA_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "eca-net" / _VERSION
+
+
+def _colour(rng: random.Random):
+    return tuple(rng.randrange(256) for _ in range(3))
+
+
+def _distinct_colours(rng: random.Random):
+    """Foreground and background that differ enough to see the shape, in any hue."""
+    while True:
+        fg, bg = _colour(rng), _colour(rng)
+        if sum(abs(a - b) for a, b in zip(fg, bg)) > 150:
+            return fg, bg
+
+
+def _polygon(cx, cy, radius, sides, angle):
+    return [(cx + radius * math.cos(angle + 2 * math.pi * i / sides),
+             cy + radius * math.sin(angle + 2 * math.pi * i / sides)) for i in range(sides)]
+
+
+def _draw_shape(draw, name, cx, cy, r, angle, fg, bg):
+    if name == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fg)
+    elif name == "ring":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fg)
+        draw.ellipse([cx - r * 0.55, cy - r * 0.55, cx + r * 0.55, cy + r * 0.55], fill=bg)
+    elif name == "square":
+        draw.polygon(_polygon(cx, cy, r, 4, angle), fill=fg)
+    elif name == "diamond":
+        # A rhombus: elongated along one axis, which separates it from the square at any rotation.
+        pts = [(0, -r), (r * 0.55, 0), (0, r), (-r * 0.55, 0)]
+        c, s = math.cos(angle), math.sin(angle)
+        draw.polygon([(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts], fill=fg)
+    elif name == "triangle":
+        draw.polygon(_polygon(cx, cy, r, 3, angle), fill=fg)
+    elif name == "cross":
+        w = r * 0.35
+        for a in (angle, angle + math.pi / 2):
+            c, s = math.cos(a), math.sin(a)
+            pts = [(-r, -w), (r, -w), (r, w), (-r, w)]
+            draw.polygon([(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts], fill=fg)
+
+
+def _draw_texture(draw, name, size, rng, fg):
+    period = rng.randint(max(4, size // 10), max(6, size // 5))
+    phase = rng.randrange(period)
+    half = max(1, period // 2)
+    if name == "stripes_h":
+        for y in range(-phase, size, period):
+            draw.rectangle([0, y, size, y + half - 1], fill=fg)
+    elif name == "stripes_v":
+        for x in range(-phase, size, period):
+            draw.rectangle([x, 0, x + half - 1, size], fill=fg)
+    elif name == "checker":
+        for y in range(-phase, size, half):
+            for x in range(-phase, size, half):
+                if ((x + phase) // half + (y + phase) // half) % 2 == 0:
+                    draw.rectangle([x, y, x + half - 1, y + half - 1], fill=fg)
+    elif name == "dots":
+        radius = max(1, period // 4)
+        for y in range(-phase, size + period, period):
+            for x in range(-phase, size + period, period):
+                draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=fg)
+
+
+def render_sample(class_index: int, rng: random.Random, image_size: int) -> Image.Image:
+    """One RGB image of class `class_index`, drawn with the randomness of `rng`."""
+    name = BUILTIN_CLASSES[class_index]
+    fg, bg = _distinct_colours(rng)
+    image = Image.new("RGB", (image_size, image_size), bg)
+    draw = ImageDraw.Draw(image)
+    if name in ("stripes_h", "stripes_v", "checker", "dots"):
+        _draw_texture(draw, name, image_size, rng, fg)
+    else:
+        r = image_size * rng.uniform(0.2, 0.38)
+        cx = rng.uniform(r, image_size - r)
+        cy = rng.uniform(r, image_size - r)
+        _draw_shape(draw, name, cx, cy, r, rng.uniform(0, 2 * math.pi), fg, bg)
+    # Mild blur and pixel noise, so the images look photographed rather than drawn.
+    image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.0, 1.0)))
+    noise = Image.frombytes("L", (image_size, image_size), rng.randbytes(image_size * image_size)).convert("RGB")
+    return Image.blend(image, noise, rng.uniform(0.04, 0.12))
+
+
+def _marker_name(train_per_class, val_per_class, image_size, seed) -> str:
+    return f".complete-{train_per_class}-{val_per_class}-{image_size}-{seed}"
+
+
+def _generate(tmp: Path, train_per_class, val_per_class, image_size, seed, progress) -> None:
+    from tqdm import tqdm
+
+    total = (train_per_class + val_per_class) * len(BUILTIN_CLASSES)
+    with tqdm(total=total, desc="Generating built-in dataset", disable=not progress, leave=False) as bar:
+        for split, count in (("train", train_per_class), ("val", val_per_class)):
+            for index, name in enumerate(BUILTIN_CLASSES):
+                folder = tmp / split / name
+                folder.mkdir(parents=True)
+                # One generator per (split, class): each file is reproducible on its own.
+                rng = random.Random(f"{seed}-{split}-{name}")
+                for i in range(count):
+                    render_sample(index, rng, image_size).save(folder / f"{i:05d}.jpg", quality=90)
+                    bar.update(1)
+
+
+def ensure_builtin_dataset(root: Optional[os.PathLike] = None, train_per_class: int = 300, val_per_class: int = 50,
+                           image_size: int = 64, seed: int = 0, progress: bool = True) -> Path:
+    """Return the dataset root, generating it first if it is absent. Generation writes into a
+    temporary sibling folder and renames it into place at the end, so an interrupted generation never
+    leaves a dataset that looks complete, and concurrent processes (distributed ranks) do not clash."""
+    root = Path(root) if root is not None else default_cache_dir()
+    marker = root / _marker_name(train_per_class, val_per_class, image_size, seed)
+    if marker.exists():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    print(f"=> generating the built-in demo dataset in {root} (once)", file=sys.stderr)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-partial-", dir=root.parent))
+    try:
+        _generate(tmp, train_per_class, val_per_class, image_size, seed, progress)
+        (tmp / marker.name).touch()
+        if root.exists() and not marker.exists():
+            shutil.rmtree(root)  # a dataset of other parameters, or left by an old version
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            if not marker.exists():  # not a concurrent process that won the race
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
