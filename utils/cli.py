@@ -97,6 +97,8 @@ def build_parser(recipe: Dict, description: str) -> argparse.ArgumentParser:
     out.add_argument("--predictions", default=None, metavar="FILE", help="with -e: CSV of path, target, top-5")
     out.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
                      help="write TensorBoard scalars to the run directory")
+    out.add_argument("--log-attention", action="store_true",
+                     help="TensorBoard: ECA kernels and channel-gate histograms on a fixed val batch, each epoch")
     out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
     p.set_defaults(**recipe)
     return p

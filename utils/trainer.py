@@ -12,6 +12,7 @@ import torch
 from models import CheckpointError
 from utils import checkpoint as ckpt
 from utils import cli
+from utils.attention_insight import log_attention
 from utils.data import build_train_loader
 from utils.engine import NonFiniteLossError, evaluate, train_one_epoch
 from utils.preemption import StopRequest
@@ -69,12 +70,23 @@ def train(runner, model, train_set, val_loader, criterion, numerics, args, ctx, 
             if ctx.is_main:
                 _save(state, run_dir, is_best)
                 _log_epoch(logger, epoch, result, val)
+                if args.log_attention:
+                    log_attention(logger.writer, model, _fixed_batch(val_loader, numerics), epoch)
             if stop.requested and epoch + 1 < args.epochs:
                 return _stop_for_signal(stop, None, run_dir, ctx, f"the end of epoch {epoch}")
     finally:
         stop.uninstall()
     say(f"=> done: best Prec@1 {best:.3f}; checkpoints in {run_dir}")
     return 0
+
+
+def _fixed_batch(val_loader, numerics) -> torch.Tensor:
+    """The first validation images, in a fixed order: the same inputs every epoch."""
+    dataset = val_loader.dataset
+    count = min(len(dataset), val_loader.batch_size, 64)
+    samples = [s for s in (dataset[i] for i in range(count)) if s is not None]
+    images = torch.stack([s[0] for s in samples])
+    return numerics.to_device(images, torch.zeros(len(samples)))[0]
 
 
 def _report_epoch_faults(result, epoch: int, say) -> None:
