@@ -89,22 +89,23 @@ def measure(arch: str, setting: str, args, device: torch.device) -> dict:
     return {"arch": arch, "setting": setting, "train_img_s": train, "eval_img_s": evaluation, "peak_mem_gib": peak}
 
 
-def loader_rate(data: str, args) -> dict:
-    """Images/s of the training input pipeline alone (decode, crop, flip, normalise, collate)."""
-    from utils.data import LoaderSamples, collate_samples, train_transform
-    from torchvision import datasets
+def loader_rate(data: str, backend: str, args) -> dict:
+    """Images/s of the training input pipeline alone (decode, crop, flip, collate; the tensor backend's
+    normalisation happens later, on the device)."""
+    from utils.data import LoaderSamples, build_datasets, collate_samples
 
-    dataset = LoaderSamples(datasets.ImageFolder(os.path.join(data, "train"), train_transform(args.image_size)),
-                            seed=0)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                                         num_workers=args.workers, collate_fn=collate_samples)
+    options = argparse.Namespace(data=data, dummy=False, crop_size=args.image_size, crop_scale=0.08,
+                                 val_resize=max(args.image_size, int(args.image_size / 0.875)))
+    train, _ = build_datasets(options, need_train=True, backend=backend)
+    loader = torch.utils.data.DataLoader(LoaderSamples(train, seed=0), batch_size=args.batch_size, shuffle=True,
+                                         drop_last=True, num_workers=args.workers, collate_fn=collate_samples)
     batches = iter(loader)
     next(batches)  # workers started and warm
     start, seen = time.perf_counter(), 0
     for _ in range(args.loader_batches):
         images, _, _, _ = next(batches)
         seen += images.shape[0]
-    return {"backend": "pil", "workers": args.workers, "img_s": seen / (time.perf_counter() - start)}
+    return {"backend": backend, "workers": args.workers, "img_s": seen / (time.perf_counter() - start)}
 
 
 def baseline_of(arch: str):
@@ -176,9 +177,9 @@ def main(argv=None) -> int:
         print("\n| ratio | train | eval |\n|---|---|---|")
         for row in rows:
             print(f"| {row['what']} | {row['train']:.3f} | {row['eval']:.3f} |")
-    pipeline = loader_rate(args.data, args) if args.data else None
-    if pipeline:
-        print(f"\ninput pipeline ({pipeline['backend']}, {pipeline['workers']} workers): {pipeline['img_s']:.1f} img/s")
+    pipeline = [loader_rate(args.data, backend, args) for backend in ("pil", "tensor")] if args.data else []
+    for p in pipeline:
+        print(f"input pipeline ({p['backend']}, {p['workers']} workers): {p['img_s']:.1f} img/s")
     with open(args.json, "w") as f:
         json.dump({"env": env, "results": results, "ratios": rows, "counts": counts, "pipeline": pipeline}, f,
                   indent=2)

@@ -7,14 +7,16 @@ import subprocess
 import torch
 
 from models import create_model, list_models
-from tests.helpers import ROOT, run_script
+from tests.helpers import ROOT, make_image_folder, run_script
 
 
 def test_benchmark_runs_on_cpu_and_reports_ratios(tmp_path):
     out = tmp_path / "bench.json"
+    data = make_image_folder(tmp_path / "data", train_per_class=4, val_per_class=1)
     result = run_script("scripts/benchmark.py", ["--archs", "eca_resnet18,resnet18", "--settings", "official",
                                                  "--batch-size", "2", "--image-size", "32", "--steps", "1",
-                                                 "--warmup", "1", "--repeats", "1", "--cpu", "--json", str(out)])
+                                                 "--warmup", "1", "--repeats", "1", "--cpu", "--json", str(out),
+                                                 "--data", data, "--workers", "1", "--loader-batches", "2"])
     assert result.returncode == 0, result.stderr
     report = json.load(open(out))
     assert [(r["arch"], r["setting"]) for r in report["results"]] == [("eca_resnet18", "official"),
@@ -23,6 +25,8 @@ def test_benchmark_runs_on_cpu_and_reports_ratios(tmp_path):
     assert [r["what"] for r in report["ratios"]] == ["eca_resnet18 / resnet18 (official)"]
     assert report["counts"]["eca_resnet18"]["params"] == 11689556
     assert "| eca_resnet18 | official | 11.15M |" in result.stdout
+    assert [p["backend"] for p in report["pipeline"]] == ["pil", "tensor"]
+    assert all(p["img_s"] > 0 for p in report["pipeline"])
 
 
 def test_table3_script_prints_the_paper_columns():

@@ -90,6 +90,9 @@ def build_parser(recipe: Dict, description: str) -> argparse.ArgumentParser:
                       help="evaluation: leave unreadable images out (reported) instead of stopping")
     data.add_argument("--max-skipped", type=int, default=100,
                       help="training: stop when an epoch holds more unreadable images than this")
+    data.add_argument("--data-backend", choices=("auto", "pil", "tensor"), default="auto",
+                      help="pil: PIL decode and float transforms in the workers (official); tensor: torchvision.io "
+                           "decode, uint8 crops, normalised on the device; auto: tensor on CUDA, pil on CPU")
     data.add_argument("--dummy", action="store_true", help="synthetic random images (speed checks, no dataset)")
 
     out = p.add_argument_group("output")

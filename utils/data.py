@@ -110,17 +110,34 @@ def _ignore_stop_signals(_worker_id: int) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def build_datasets(args, need_train: bool):
-    """(train, val) datasets; train is None for evaluation-only runs."""
+def resolve_backend(args, device) -> str:
+    """auto: the tensor pipeline on CUDA (uint8 to the GPU), PIL (the official path) on the CPU."""
+    if args.data_backend == "auto":
+        return "tensor" if device.type == "cuda" else "pil"
+    return args.data_backend
+
+
+def build_datasets(args, need_train: bool, backend: str = "pil"):
+    """(train, val) datasets; train is None for evaluation-only runs. The tensor backend yields uint8
+    images, normalised later on the device (see utils/tensor_data.py)."""
     if args.dummy:
         classes = args.num_classes or 1000
         train = SyntheticImages(args.batch_size * 20, classes, args.crop_size) if need_train else None
         return train, SyntheticImages(args.batch_size * 4, classes, args.crop_size)
+    if backend == "tensor":
+        from .tensor_data import decode_rgb, eval_transform_uint8, train_transform_uint8
+
+        loader = decode_rgb
+        train_tf = train_transform_uint8(args.crop_size, args.crop_scale)
+        val_tf = eval_transform_uint8(args.crop_size, args.val_resize)
+    else:
+        loader = datasets.folder.default_loader
+        train_tf = train_transform(args.crop_size, args.crop_scale)
+        val_tf = eval_transform(args.crop_size, args.val_resize)
     train = None
     if need_train:
-        transform = train_transform(args.crop_size, args.crop_scale)
-        train = datasets.ImageFolder(os.path.join(args.data, "train"), transform)
-    val = datasets.ImageFolder(os.path.join(args.data, "val"), eval_transform(args.crop_size, args.val_resize))
+        train = datasets.ImageFolder(os.path.join(args.data, "train"), train_tf, loader=loader)
+    val = datasets.ImageFolder(os.path.join(args.data, "val"), val_tf, loader=loader)
     return train, val
 
 

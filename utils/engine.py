@@ -2,7 +2,7 @@
 import contextlib
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 import torch
@@ -12,6 +12,7 @@ from .data import steps_per_epoch
 from .distributed import all_gather_objects, all_reduce_sum
 from .metrics import MetricSums
 from .schedule import lr_at
+from .tensor_data import DeviceNormalize
 
 
 class NonFiniteLossError(RuntimeError):
@@ -27,6 +28,7 @@ class Numerics:
     device: torch.device
     amp_dtype: Optional[torch.dtype]  # None: full precision
     channels_last: bool
+    _normalize: Optional[DeviceNormalize] = field(default=None, repr=False)
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -35,8 +37,12 @@ class Numerics:
 
     def to_device(self, images: torch.Tensor, target: torch.Tensor):
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        images = images.to(self.device, non_blocking=True).contiguous(memory_format=fmt)
-        return images, target.to(self.device, non_blocking=True)
+        images = images.to(self.device, non_blocking=True)
+        if images.dtype == torch.uint8:  # the tensor pipeline: normalise here, on the device
+            if self._normalize is None:
+                self._normalize = DeviceNormalize(self.device)
+            images = self._normalize(images)
+        return images.contiguous(memory_format=fmt), target.to(self.device, non_blocking=True)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from torch import nn
 from models import CheckpointError, format_ksize
 from utils import checkpoint as ckpt
 from utils import cli
-from utils.data import CorruptImageError, build_datasets, build_val_loader, relative_paths
+from utils.data import CorruptImageError, build_datasets, build_val_loader, relative_paths, resolve_backend
 from utils.dataset_checks import DatasetError, check_dataset
 from utils.distributed import DistContext, broadcast_object, cleanup, init_distributed
 from utils.engine import Numerics, NonFiniteLossError, TooManyUnreadableImages, evaluate
@@ -159,7 +159,8 @@ def _run(args, explicit, ctx: DistContext) -> int:
         args.seed = saved.get("seed") if isinstance(saved, dict) and saved.get("seed") is not None else None
         if args.seed is None:
             args.seed = broadcast_object(random.SystemRandom().randrange(2 ** 31))
-    train_set, val_set = build_datasets(args, need_train=not args.evaluate)
+    args.data_backend = resolve_backend(args, ctx.device)
+    train_set, val_set = build_datasets(args, need_train=not args.evaluate, backend=args.data_backend)
     class_count_and_remap(args, val_set, train_set, checkpoint)
 
     seed_everything(args.seed, 0)
