@@ -121,3 +121,28 @@ def test_two_processes_against_one_with_the_same_global_batch(tmp_path):
             assert update.norm() > 0
             rel = ((trained[key] - expected[key]).norm() / update.norm()).item()
             assert rel < 1e-3, f"{world_size} process(es), {key}: off by {rel:.2e} of the update"
+
+
+def test_a_dead_rank_ends_the_job_instead_of_hanging(tmp_path):
+    """SIGKILL one of two training processes: torchrun must end the other and fail, not wait forever."""
+    import signal
+    import time
+
+    data = make_image_folder(tmp_path / "data", train_per_class=60, val_per_class=2)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+           os.path.join(ROOT, "main.py"), "-a", "resnet18", "--epochs", "50", "--dist-timeout", "1", *TINY, "-b", "4",
+           "--output-dir", str(tmp_path / "run"), data]
+    launcher = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert launcher.stdout.readline().startswith("=>"), "training did not start"
+    workers = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2, workers
+    time.sleep(2)
+    os.kill(int(workers[1]), signal.SIGKILL)
+    try:
+        _, stderr = launcher.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        launcher.kill()
+        raise AssertionError("the job hung after one rank died")
+    assert launcher.returncode != 0
+    assert "Signal 9" in stderr or "SIGKILL" in stderr or "exitcode" in stderr, stderr[-2000:]

@@ -129,3 +129,21 @@ def test_no_data_argument_uses_the_builtin_dataset(tmp_path):
     state = load(out / "checkpoint.pth.tar")
     assert state["num_classes"] == 10 and state["args"]["crop_size"] == 56 and state["args"]["batch_size"] == 64
     assert (tmp_path / "cache" / "train" / "circle").is_dir()
+
+
+def test_best_checkpoint_exists_even_at_zero_accuracy(tmp_path, monkeypatch):
+    """A first epoch at 0% top-1 is still the best so far (found by CI: 3 tiny classes can give 0%)."""
+    import utils.trainer
+
+    real = utils.trainer.evaluate
+
+    def zero_accuracy(*args, **kwargs):
+        metrics, rows = real(*args, **kwargs)
+        return {**metrics, "top1": 0.0}, rows
+
+    monkeypatch.setattr(utils.trainer, "evaluate", zero_accuracy)
+    data = make_image_folder(tmp_path / "data", train_per_class=4, val_per_class=2)
+    out = tmp_path / "run"
+    assert run(["-a", "eca_resnet18", "--epochs", "1", "--output-dir", str(out), *TINY, data],
+               main.RECIPE, main.BUILTIN, "") == 0
+    assert (out / "model_best.pth.tar").exists()

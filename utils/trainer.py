@@ -64,7 +64,8 @@ def train(runner, model, train_set, val_loader, criterion, numerics, args, ctx, 
                 raise NonFiniteLossError(f"validation loss is {val['loss']} after epoch {epoch} (lr {result.lr:.4g}): "
                                          "the weights diverged; lower --lr or add --warmup-epochs; the checkpoints "
                                          "written before stay as they were")
-            is_best = val["top1"] > best
+            # The first epoch is the best so far even at 0% top-1: model_best.pth.tar always exists.
+            is_best = val["top1"] > best or not os.path.exists(os.path.join(run_dir, ckpt.BEST_NAME))
             best = max(best, val["top1"])
             state = _checkpoint_state(model, optimizer, scaler, args, epoch + 1, 0, best, train_set)
             if ctx.is_main:
