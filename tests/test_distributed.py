@@ -146,3 +146,21 @@ def test_a_dead_rank_ends_the_job_instead_of_hanging(tmp_path):
         raise AssertionError("the job hung after one rank died")
     assert launcher.returncode != 0
     assert "Signal 9" in stderr or "SIGKILL" in stderr or "exitcode" in stderr, stderr[-2000:]
+
+
+def test_official_manual_launch_flags(tmp_path):
+    """Without torchrun: one command per process with --world-size, --rank and --dist-url (official form)."""
+    data = make_image_folder(tmp_path / "data", train_per_class=4, val_per_class=2)
+    url = f"tcp://127.0.0.1:{free_port()}"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), "-a", "resnet18", "--epochs", "1",
+                               "--world-size", "2", "--rank", str(rank), "--dist-url", url, "--dist-backend", "gloo",
+                               *TINY, "--output-dir", str(tmp_path / "run"), data],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for rank in (0, 1)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert "processes=2" in outputs[0][0] and outputs[1][0] == ""
+    assert (tmp_path / "run" / "checkpoint.pth.tar").exists()
