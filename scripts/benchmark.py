@@ -22,14 +22,16 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from models import create_model, list_models  # noqa: E402
+from models.attention import set_eca_implementation  # noqa: E402
 from utils.engine import Numerics  # noqa: E402
 from utils.flops import count_params_macs, format_1024  # noqa: E402
 
-# name -> (autocast dtype, channels_last, torch.compile)
+# name -> (autocast dtype, channels_last, torch.compile, ECA as shifted sums)
 SETTINGS = {
-    "official": (None, False, False),          # fp32 (TF32 on GPUs), NCHW, eager: the official recipe
-    "fast": (torch.bfloat16, True, False),      # bf16 autocast + channels_last, eager
-    "compiled": (torch.bfloat16, True, True),   # the same under torch.compile (the CUDA default)
+    "official": (None, False, False, False),          # fp32 (TF32 on GPUs), NCHW, eager: the official recipe
+    "fast": (torch.bfloat16, True, False, False),      # bf16 autocast + channels_last, eager
+    "compiled": (torch.bfloat16, True, True, False),   # the same under torch.compile (the CUDA default)
+    "compiled_shifted": (torch.bfloat16, True, True, True),  # and the fusion-friendly ECA form (--eca-impl shifted)
 }
 
 
@@ -54,10 +56,10 @@ def timed_rate(step, batch: int, device, steps: int, warmup: int, repeats: int) 
 
 
 def measure(arch: str, setting: str, args, device: torch.device) -> dict:
-    dtype, channels_last, compiled = SETTINGS[setting]
+    dtype, channels_last, compiled, shifted = SETTINGS[setting]
     numerics = Numerics(device, dtype, channels_last)
     torch.manual_seed(0)
-    model = create_model(arch, num_classes=1000).to(device)
+    model = set_eca_implementation(create_model(arch, num_classes=1000), shifted).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     runner = torch.compile(model) if compiled else model

@@ -51,3 +51,26 @@ def test_make_attention_none_and_unknown():
         assert "nonsense" in str(exc)
     else:
         raise AssertionError("unknown attention kind accepted")
+
+
+def test_eca_shifted_sum_form_equals_reference_forward_and_backward():
+    """The fusion-friendly formulation computes the same function with the same parameter: outputs and
+    the gradients of input and weight agree in fp32, and within bf16 rounding under autocast."""
+    torch.manual_seed(0)
+    for k, dtype, tol in ((3, torch.float32, 1e-6), (7, torch.float32, 1e-6), (5, torch.bfloat16, 2e-2)):
+        reference, fused = ECA(24, k), ECA(24, k, shifted_sum=True)
+        fused.load_state_dict(reference.state_dict())
+        x = torch.randn(4, 24, 6, 5)
+        outputs, grads = [], []
+        for layer in (reference, fused):
+            xi = x.clone().requires_grad_(True)
+            layer.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                out = layer(xi)
+            (out.float() * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+            outputs.append(out.float())
+            grads.append((xi.grad, layer.conv.weight.grad))
+        rel = lambda a, b: ((a - b).norm() / b.norm()).item()  # noqa: E731
+        assert rel(outputs[1], outputs[0]) < tol, (k, dtype)
+        assert rel(grads[1][0], grads[0][0]) < tol, (k, dtype)
+        assert rel(grads[1][1], grads[0][1]) < max(tol, 1e-5), (k, dtype)

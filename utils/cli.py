@@ -64,6 +64,9 @@ def build_parser(recipe: Dict, description: str) -> argparse.ArgumentParser:
                        help="torch.compile the model (default: on for CUDA training)")
     speed.add_argument("--compile-backend", default="inductor",
                        help="torch.compile backend (inductor generates kernels; aot_eager only traces, for debugging)")
+    speed.add_argument("--eca-impl", choices=("conv", "shifted"), default="conv",
+                       help="ECA gate as a Conv1d (reference) or as k shifted sums that torch.compile can fuse "
+                            "(same weights and function; GPU speed not yet measured)")
     speed.add_argument("--official-numerics", action="store_true",
                        help="the official recipe's numerics: fp32, NCHW, eager (overrides the three above)")
     speed.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is present")

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from models import CheckpointError, create_model, format_ksize, model_family
+from models.attention import set_eca_implementation
 from models.pretrained import check_compatible
 
 from .checkpoint import classifier_outputs, eca_kernel_sizes, infer_arch, resnet_stage_kernels
@@ -58,6 +59,7 @@ def wrap_model(model: nn.Module, ctx, numerics, args, is_training: bool) -> nn.M
     """Move to the device and apply memory format, SyncBN, DDP/DataParallel and torch.compile.
     Returns the module to call; `model` itself stays the unwrapped handle for saving."""
     model.to(ctx.device)
+    set_eca_implementation(model, args.eca_impl == "shifted")
     if numerics.channels_last:
         model.to(memory_format=torch.channels_last)
     runner: nn.Module = model
