@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from models import CheckpointError, create_model, list_models
+from models import create_model, list_models
 from models.pretrained import extract_state_dict, read_checkpoint
 
 CHECKPOINT_NAME = "checkpoint.pth.tar"
@@ -105,8 +105,3 @@ def load_for_model(path: str):
     """Read a checkpoint and its unwrapped state_dict; errors name the file."""
     checkpoint = read_checkpoint(path)
     return checkpoint, extract_state_dict(checkpoint, path)
-
-
-def ensure_exists(path: str, flag: str) -> None:
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{flag} {path!r}: no such file; give the path of a .pth.tar checkpoint")

@@ -5,7 +5,7 @@ form, --seed works, --pretrained loads the given file, -a only accepts registere
 """
 import argparse
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from models import list_models, parse_ksize, unknown_model_message
 
@@ -200,6 +200,3 @@ def as_plain_dict(args: argparse.Namespace) -> Dict:
 def default_workers(world_size_on_node: int) -> int:
     return max(0, min(16, (os.cpu_count() or 1) // max(1, world_size_on_node)))
 
-
-__all__: List[str] = ["build_parser", "explicit_options", "apply_defaults", "validate", "run_name",
-                      "split_batch", "as_plain_dict", "default_workers"]

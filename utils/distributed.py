@@ -66,7 +66,6 @@ def is_initialized() -> bool:
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if is_initialized():
-        # gloo cannot reduce float64 on every platform build; NCCL can. Reduce in place.
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
@@ -85,11 +84,6 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
-
-
-def barrier() -> None:
-    if is_initialized():
-        dist.barrier()
 
 
 def cleanup() -> None:

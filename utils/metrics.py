@@ -15,12 +15,6 @@ def correct_topk(output: torch.Tensor, target: torch.Tensor, topk: Sequence[int]
     return torch.stack([hits[:, : min(k, maxk)].reshape(-1).sum() for k in topk])
 
 
-def accuracy(output: torch.Tensor, target: torch.Tensor, topk: Sequence[int] = (1,)):
-    """Top-k accuracies in percent, as Python floats (official helper's signature)."""
-    correct = correct_topk(output, target, topk).float()
-    return [(c * 100.0 / target.shape[0]).item() for c in correct]
-
-
 class MetricSums:
     """Running sums (loss * n, correct@1, correct@5, n) kept as one device tensor: no host sync per step."""
 
