@@ -110,6 +110,11 @@ def class_count_and_remap(args, val_set, train_set, checkpoint) -> None:
         if unknown:
             raise ValueError(f"val classes {unknown[:3]} are not among the checkpoint's classes")
         val_set.target_transform = TargetRemap({i: position[c] for i, c in enumerate(val_set.classes)})
+    elif train_set is None and classes and not names and len(classes) != args.num_classes:
+        # Official checkpoints do not name their classes: targets are the folder's sorted positions.
+        print(f"warning: val/ has {len(classes)} class folders but the model {args.num_classes} outputs; targets are "
+              "the folders' sorted positions, so use the full, sorted class list (e.g. all 1000 ImageNet folders)",
+              file=sys.stderr)
 
 
 def write_predictions(path: str, rows, val_set) -> None:
