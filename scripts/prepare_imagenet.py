@@ -1,205 +1,450 @@
-"""Build the ImageFolder tree main.py expects from the official ILSVRC2012 archives.
+"""Build the ImageFolder layout that main.py trains on from the official ILSVRC2012 archives.
 
-    python scripts/prepare_imagenet.py --archives DIR --out /data/ILSVRC2012
-        DIR holds ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar, ILSVRC2012_devkit_t12.tar.gz
-    python scripts/prepare_imagenet.py --fix-flat-val /data/ILSVRC2012/val --devkit ILSVRC2012_devkit_t12.tar.gz
-        sorts an already-extracted flat val/ folder (50,000 files) into class folders, in place
+Result: OUT/train/<wnid>/*.JPEG and OUT/val/<wnid>/*.JPEG (1,281,167 train and 50,000 val images
+in 1000 classes). The labels come from the devkit, parsed by torchvision's own ImageNet code
+(torchvision.datasets.imagenet.parse_devkit_archive / load_meta_file); nothing is hard-coded here.
 
-Labels come from torchvision's own devkit parsing (torchvision.datasets.imagenet.parse_devkit_archive,
-which needs scipy to read meta.mat); nothing here holds a label table. Every step is resumable: a
-finished class folder carries a marker, a finished file is never rewritten, and a re-run skips both.
-At the end the counts are checked (1,281,167 train / 50,000 val images, 1,000 classes).
+Usage:
+    # ARCHIVES holds ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar, ILSVRC2012_devkit_t12.tar.gz
+    python scripts/prepare_imagenet.py --archives ARCHIVES --out DATA [--split train|val|all]
+
+    # Sort an already-extracted, flat val folder (ILSVRC2012_val_XXXXXXXX.JPEG) into class folders
+    python scripts/prepare_imagenet.py --fix-flat-val DATA/val --devkit ILSVRC2012_devkit_t12.tar.gz
+
+The archives come from https://image-net.org/challenges/LSVRC/2012/2012-downloads.php (login needed).
+
+Both modes are resumable: re-run the same command after an interruption and finished work is
+skipped (a marker per finished train class under OUT/.prepare_imagenet/, every image written under
+a temporary name and renamed when complete). At the end the image and class counts are checked
+(--expect-train/--expect-val/--expect-classes change the expected numbers); on a shortfall the
+missing classes and files are listed on stdout and the run exits 1. Missing archives exit 2.
 """
 import argparse
+import json
 import os
 import re
 import shutil
 import sys
 import tarfile
 import tempfile
-from typing import Dict, List, Tuple
+from collections import Counter
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from torchvision.datasets import imagenet
+from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm import tqdm
 
-TRAIN_TAR, VAL_TAR, DEVKIT = "ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz"
-EXPECTED = {"train": 1_281_167, "val": 50_000, "classes": 1000}
-DONE = ".complete"
-VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG$")
+DOWNLOAD_HINT = ("download from https://image-net.org/challenges/LSVRC/2012/2012-downloads.php "
+                 "(free account and login required)")
+EXPECTED_TRAIN = 1_281_167
+EXPECTED_VAL = 50_000
+EXPECTED_CLASSES = 1000
+# Markers and the parsed devkit live beside train/ and val/, never inside them: ImageFolder treats
+# every sub-folder of a split (hidden ones included) as a class.
+WORK_DIR = ".prepare_imagenet"
+VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$")
+MAX_NAMED = 5  # how many class names the one-line error quotes; the full list goes to stdout
 
 
-class PrepareError(RuntimeError):
-    pass
+class PrepareError(Exception):
+    """An expected failure: main() prints the message as one line and exits with `code`."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
 
 
-def require(path: str) -> str:
-    if not os.path.isfile(path):
-        raise PrepareError(f"{path} is missing: download {os.path.basename(path)} from image-net.org "
-                           "(login required) and place it there")
-    return path
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
-def read_devkit(devkit: str, work_dir: str) -> Tuple[Dict[str, tuple], List[str]]:
-    """(wnid -> class names, wnid of each val image in file-number order), via torchvision."""
-    from torchvision.datasets.imagenet import load_meta_file, parse_devkit_archive
+# ---------------------------------------------------------------------------------------------
+# Small file helpers
+# ---------------------------------------------------------------------------------------------
 
-    os.makedirs(work_dir, exist_ok=True)
-    if not os.path.exists(os.path.join(work_dir, "meta.bin")):
-        link = os.path.join(work_dir, os.path.basename(devkit))
-        if not os.path.exists(link):
-            os.symlink(os.path.abspath(devkit), link)
-        try:
-            parse_devkit_archive(work_dir, os.path.basename(devkit))
-        except ImportError:
-            raise PrepareError("reading the devkit needs scipy (torchvision uses it for meta.mat): "
-                               "pip install scipy") from None
-        except RuntimeError as exc:
-            raise PrepareError(f"{devkit}: {exc}") from None
-    return load_meta_file(work_dir)
+def archive_name(kind: str) -> str:
+    """Official file name of the 'train', 'val' or 'devkit' archive, as torchvision knows it."""
+    return imagenet.ARCHIVE_META[kind][0]
 
 
-def _safe_members(tar: tarfile.TarFile):
-    """Regular files only, by base name: archive paths never escape the target folder."""
-    for member in tar:
-        if member.isfile():
-            yield member, os.path.basename(member.name)
+def write_marker(path: str, data: dict) -> None:
+    """Write a JSON marker atomically (temp file + fsync + rename): a marker that exists is whole."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".marker-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
-def _write_atomically(source, path: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".part-", dir=os.path.dirname(path))
-    with os.fdopen(fd, "wb") as out:
-        shutil.copyfileobj(source, out)
-    os.replace(tmp, path)
+def read_marker(path: str) -> Optional[dict]:
+    """The marker's data, or None when it is absent or unreadable (then the step is redone)."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
-def extract_train(archive: str, out_dir: str) -> None:
-    """Each inner <wnid>.tar becomes out_dir/<wnid>/, marked complete when all its files are written."""
-    os.makedirs(out_dir, exist_ok=True)
-    with tarfile.open(archive, "r|") as outer:
-        for member in tqdm(outer, desc="train classes", unit="class", total=EXPECTED["classes"]):
-            if not member.isfile() or not member.name.endswith(".tar"):
-                continue
-            wnid = os.path.basename(member.name)[:-4]
-            folder = os.path.join(out_dir, wnid)
-            if os.path.exists(os.path.join(folder, DONE)):
-                continue  # finished in an earlier run; the stream still has to pass over its bytes
-            os.makedirs(folder, exist_ok=True)
-            with tarfile.open(fileobj=outer.extractfile(member), mode="r|") as inner:
-                for image, name in _safe_members(inner):
-                    target = os.path.join(folder, name)
-                    if not os.path.exists(target):
-                        _write_atomically(inner.extractfile(image), target)
-            open(os.path.join(folder, DONE), "w").close()
+def is_image(name: str) -> bool:
+    # The same rule ImageFolder uses, so the counts below are what training will see.
+    return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
 
 
-def val_wnid(name: str, val_wnids: List[str]) -> str:
-    """Ground truth of a val file: its number indexes the devkit's list (the order torchvision uses)."""
-    match = VAL_NAME.match(name)
-    if not match or not 1 <= int(match.group(1)) <= len(val_wnids):
-        raise PrepareError(f"unexpected file {name!r} in the validation set: expected ILSVRC2012_val_NNNNNNNN.JPEG "
-                           f"numbered 1..{len(val_wnids)}")
-    return val_wnids[int(match.group(1)) - 1]
+def count_images(folder: str) -> int:
+    if not os.path.isdir(folder):
+        return 0
+    return sum(1 for e in os.scandir(folder) if e.is_file() and is_image(e.name))
 
 
-def extract_val(archive: str, out_dir: str, val_wnids: List[str]) -> None:
-    with tarfile.open(archive, "r|") as tar:
-        for image, name in tqdm(_safe_members(tar), desc="val images", unit="img", total=len(val_wnids)):
-            folder = os.path.join(out_dir, val_wnid(name, val_wnids))
-            target = os.path.join(folder, name)
-            if not os.path.exists(target):
-                os.makedirs(folder, exist_ok=True)
-                _write_atomically(tar.extractfile(image), target)
+def count_split(split_dir: str) -> int:
+    return sum(count_images(os.path.join(split_dir, c)) for c in class_folders(split_dir))
 
 
-def fix_flat_val(val_dir: str, val_wnids: List[str]) -> int:
-    """Move flat val files into class folders in place; files already moved are left alone."""
-    if not os.path.isdir(val_dir):
-        raise PrepareError(f"{val_dir} is not a folder: give the extracted val/ folder")
-    flat = sorted(e.name for e in os.scandir(val_dir) if e.is_file() and e.name.endswith(".JPEG"))
-    for name in tqdm(flat, desc="sorting val", unit="img"):
-        folder = os.path.join(val_dir, val_wnid(name, val_wnids))
-        os.makedirs(folder, exist_ok=True)
-        os.replace(os.path.join(val_dir, name), os.path.join(folder, name))
-    return len(flat)
-
-
-def count_images(split_dir: str) -> Dict[str, int]:
+def class_folders(split_dir: str) -> List[str]:
     if not os.path.isdir(split_dir):
-        return {}
-    return {e.name: sum(1 for f in os.scandir(e.path) if f.is_file() and not f.name.startswith("."))
-            for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith(".")}
+        return []
+    return sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
 
 
-def verify(out: str, splits: List[str], wnids: List[str], expect: Dict[str, int]) -> List[str]:
-    """Problems found in the built tree, each one line (empty when the counts match)."""
+def member_basename(member: tarfile.TarInfo, archive: str) -> str:
+    """The file name to write a tar member to. Only the base name is used, so a hostile or odd
+    member path cannot escape the destination folder."""
+    name = os.path.basename(member.name)
+    if name in ("", ".", ".."):
+        raise PrepareError(f"{archive} holds an unexpected entry {member.name!r}: is it the official archive?")
+    return name
+
+
+def copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: str) -> None:
+    """Write one tar member to `dest` under a hidden temporary name, then rename it: a file that
+    exists under its final name is complete, which is what lets a re-run skip it. The temporary
+    name starts with '.' so neither ImageFolder nor the dataset checks pick it up."""
+    tmp = os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + ".part")
+    src = tar.extractfile(member)
+    if src is None:
+        raise PrepareError(f"cannot read {member.name!r} from {tar.name}")
+    with src, open(tmp, "wb") as out:
+        shutil.copyfileobj(src, out, length=1 << 20)
+        written = out.tell()
+    if written != member.size:  # a truncated archive must not leave a short image behind
+        os.unlink(tmp)
+        raise PrepareError(f"{tar.name} ended inside {member.name!r}: the download is truncated; re-download it")
+    os.replace(tmp, dest)
+
+
+def progress_bar(items: Iterable, total: Optional[int], desc: str, unit: str, enabled: bool):
+    return tqdm(items, total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Devkit: labels via torchvision's parser
+# ---------------------------------------------------------------------------------------------
+
+def parse_devkit(devkit: str, work_dir: str) -> Tuple[Dict[str, tuple], List[str]]:
+    """(wnid -> class names, wnid of each val image in ILSVRC2012_val order), from the devkit.
+
+    torchvision's parse_devkit_archive checks the archive's md5, reads data/meta.mat and the val
+    ground truth, and writes meta.bin next to the archive. It is run on a copy in a scratch folder
+    (the archive folder may be read-only) and meta.bin is renamed into work_dir only once written,
+    so an interrupted parse never leaves a half-written meta.bin that later runs would trust."""
+    meta = os.path.join(work_dir, imagenet.META_FILE)
+    if not os.path.isfile(meta):
+        os.makedirs(work_dir, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=work_dir, prefix=".devkit-") as scratch:
+            shutil.copyfile(devkit, os.path.join(scratch, archive_name("devkit")))
+            try:
+                imagenet.parse_devkit_archive(scratch)
+            except ImportError as e:
+                raise PrepareError(f"torchvision needs scipy to read the devkit ({e}): pip install scipy")
+            except RuntimeError as e:
+                # torchvision's message: archive "not present ... or is corrupted" = md5 mismatch.
+                raise PrepareError(f"{devkit} failed torchvision's checksum for {archive_name('devkit')} "
+                                   f"({one_line(e)}); {DOWNLOAD_HINT}")
+            except (OSError, KeyError, ValueError, IndexError, tarfile.TarError) as e:
+                raise PrepareError(f"cannot parse the devkit {devkit}: {one_line(e)}")
+            os.replace(os.path.join(scratch, imagenet.META_FILE), meta)
+    try:
+        wnid_to_classes, val_wnids = imagenet.load_meta_file(work_dir)
+    except Exception as e:  # a meta.bin we cannot read is rebuilt from the devkit next time
+        os.unlink(meta)
+        raise PrepareError(f"unreadable {meta} ({one_line(e)}); removed it, re-run to parse the devkit again")
+    return wnid_to_classes, list(val_wnids)
+
+
+def val_index(name: str) -> Optional[int]:
+    """0-based position of an ILSVRC2012_val_XXXXXXXX.JPEG file in the ground truth, else None.
+
+    torchvision pairs sorted(listdir) with the ground truth; for the official names that is the
+    same as reading the number, and the number also works on a partly sorted folder."""
+    match = VAL_NAME.match(name)
+    return int(match.group(1)) - 1 if match else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Train: a tar of one inner tar per class
+# ---------------------------------------------------------------------------------------------
+
+def class_is_done(marker_path: str, folder: str) -> bool:
+    marker = read_marker(marker_path)
+    return marker is not None and marker.get("images") == count_images(folder)
+
+
+def extract_class(outer: tarfile.TarFile, member: tarfile.TarInfo, folder: str) -> int:
+    """Extract one class's inner tar straight from the outer archive (no 138 GB intermediate copy,
+    which torchvision's parse_train_archive would make); files already there are kept."""
+    os.makedirs(folder, exist_ok=True)
+    inner_file = outer.extractfile(member)
+    if inner_file is None:
+        raise PrepareError(f"cannot read {member.name!r} from {outer.name}")
+    images = 0
+    with inner_file, tarfile.open(fileobj=inner_file, mode="r:") as inner:
+        inner_label = f"{outer.name}:{member.name}"
+        for item in inner:
+            name = member_basename(item, inner_label) if item.isfile() else ""
+            if not is_image(name):
+                continue  # only images: anything else in a class folder trips the dataset checks
+            dest = os.path.join(folder, name)
+            if not os.path.exists(dest):
+                copy_member(inner, item, dest)
+            images += 1
+    return images
+
+
+def build_train(train_tar: str, out: str, work_dir: str, progress: bool) -> Dict[str, int]:
+    """Extract every class of the train archive into out/train/<wnid>; returns wnid -> image count
+    as read from the archive, for the final check."""
+    split_dir = os.path.join(out, "train")
+    marker_dir = os.path.join(work_dir, "train")
+    per_class: Dict[str, int] = {}
+    # Plain random-access mode: members we skip are seeked over, not read, so resuming is quick.
+    with tarfile.open(train_tar, mode="r:") as outer:
+        members = [m for m in outer.getmembers() if m.isfile()]
+        for member in progress_bar(members, len(members), "train classes", "class", progress):
+            name = member_basename(member, train_tar)
+            if not name.endswith(".tar"):
+                raise PrepareError(f"{train_tar} holds {member.name!r}, not a per-class .tar: "
+                                   "is it the official ILSVRC2012_img_train.tar?")
+            wnid = name[:-len(".tar")]
+            folder = os.path.join(split_dir, wnid)
+            marker_path = os.path.join(marker_dir, wnid + ".json")
+            if not class_is_done(marker_path, folder):
+                write_marker(marker_path, {"images": extract_class(outer, member, folder)})
+            per_class[wnid] = read_marker(marker_path)["images"]
+    return per_class
+
+
+# ---------------------------------------------------------------------------------------------
+# Val: one flat tar of ILSVRC2012_val_XXXXXXXX.JPEG
+# ---------------------------------------------------------------------------------------------
+
+def label_of(name: str, val_wnids: Sequence[str], source: str) -> str:
+    index = val_index(name)
+    if index is None or index >= len(val_wnids):
+        raise PrepareError(f"{source} holds {name!r}, which has no label in the devkit's val ground truth: "
+                           "are the val archive and the devkit both the official ILSVRC2012 ones?")
+    return val_wnids[index]
+
+
+def build_val(val_tar: str, out: str, work_dir: str, val_wnids: Sequence[str], progress: bool) -> None:
+    """Extract the val archive into out/val/<wnid>/ using the devkit labels; images already there
+    are skipped, and a marker lets a finished split be skipped without reading the archive."""
+    split_dir = os.path.join(out, "val")
+    marker_path = os.path.join(work_dir, "val.json")
+    marker = read_marker(marker_path)
+    if marker is not None and marker.get("images") == count_split(split_dir):
+        return  # finished, and nothing deleted since
+    images = 0
+    with tarfile.open(val_tar, mode="r:") as tar:
+        for member in progress_bar(tar, len(val_wnids), "val images", "img", progress):
+            if not member.isfile():
+                continue
+            name = member_basename(member, val_tar)
+            folder = os.path.join(split_dir, label_of(name, val_wnids, val_tar))
+            dest = os.path.join(folder, name)
+            if not os.path.exists(dest):
+                os.makedirs(folder, exist_ok=True)
+                copy_member(tar, member, dest)
+            images += 1
+    write_marker(marker_path, {"images": images})
+
+
+def sort_flat_val(val_dir: str, val_wnids: Sequence[str], progress: bool) -> None:
+    """Move val_dir/ILSVRC2012_val_*.JPEG into val_dir/<wnid>/ in place. os.replace within one
+    folder tree is atomic, so each image is either still flat or already moved: a re-run skips the
+    moved ones and continues with the rest."""
+    for index, wnid in enumerate(progress_bar(val_wnids, len(val_wnids), "sorting val", "img", progress)):
+        name = f"ILSVRC2012_val_{index + 1:08d}.JPEG"
+        src = os.path.join(val_dir, name)
+        dest = os.path.join(val_dir, wnid, name)
+        if os.path.exists(dest) or not os.path.exists(src):
+            continue  # already moved, or missing (the final check reports it)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.replace(src, dest)
+
+
+# ---------------------------------------------------------------------------------------------
+# Final check
+# ---------------------------------------------------------------------------------------------
+
+def find_shortfalls(split_dir: str, classes: Iterable[str],
+                    expected_per_class: Dict[str, int]) -> List[Tuple[str, str]]:
+    """(class, what is wrong) for each class that is missing, short of images, or not in the devkit.
+    expected_per_class may be partial: a class without an entry is only checked for being there."""
+    present = set(class_folders(split_dir))
     problems = []
-    for split in splits:
-        counts = count_images(os.path.join(out, split))
-        missing = sorted(set(wnids) - set(counts))
-        empty = sorted(w for w, n in counts.items() if n == 0)
-        total = sum(counts.values())
-        if len(counts) != expect["classes"] or missing:
-            problems.append(f"{split}: {len(counts)} class folders, expected {expect['classes']}"
-                            + (f"; missing {len(missing)} (e.g. {', '.join(missing[:5])})" if missing else ""))
-        if empty:
-            problems.append(f"{split}: {len(empty)} empty class folders (e.g. {', '.join(empty[:5])})")
-        if total != expect[split]:
-            gap = expect[split] - total
-            problems.append(f"{split}: {total:,} images, expected {expect[split]:,} "
-                            f"({abs(gap):,} {'missing' if gap > 0 else 'extra'})")
+    for wnid in sorted(classes):
+        found = count_images(os.path.join(split_dir, wnid))
+        wanted = expected_per_class.get(wnid)
+        if found == 0:
+            problems.append((wnid, "missing" + (f" ({wanted} images)" if wanted else "")))
+        elif wanted is not None and found < wanted:
+            problems.append((wnid, f"{found} of {wanted} images ({wanted - found} missing)"))
+    problems += [(name, "not a devkit class") for name in sorted(present - set(classes))]
     return problems
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--archives", help="folder with the three official archives")
-    p.add_argument("--out", help="where to build train/ and val/")
-    p.add_argument("--split", choices=("train", "val", "all"), default="all")
-    p.add_argument("--fix-flat-val", metavar="VALDIR", help="sort an extracted flat val folder in place")
-    p.add_argument("--devkit", help=f"path of {DEVKIT} (default: in --archives)")
-    p.add_argument("--expect-train", type=int, default=EXPECTED["train"])
-    p.add_argument("--expect-val", type=int, default=EXPECTED["val"])
-    p.add_argument("--expect-classes", type=int, default=EXPECTED["classes"])
-    args = p.parse_args(argv)
+def verify_split(split: str, split_dir: str, classes: Iterable[str], expected_per_class: Dict[str, int],
+                 expect_images: int, expect_classes: int) -> str:
+    """Check the image and class counts of a finished split. On a mismatch, list the problems on
+    stdout and raise a one-line error; otherwise return a one-line summary."""
+    counts = {c: count_images(os.path.join(split_dir, c)) for c in class_folders(split_dir)}
+    images = sum(counts.values())
+    filled = sum(1 for n in counts.values() if n > 0)
+    flat = count_images(split_dir)
+    problems = find_shortfalls(split_dir, classes, expected_per_class)
+    if images == expect_images and filled == expect_classes and not problems and not flat:
+        return f"{split}: {images:,} images in {filled:,} classes - OK"
+    print(f"{split} check failed for {split_dir}:")
+    for wnid, what in problems:
+        print(f"  {wnid}: {what}")
+    if flat:
+        print(f"  {flat} images lie directly in {split_dir}, outside any class folder")
+    named = [wnid for wnid, _ in problems]
+    detail = f"; classes missing or short: {', '.join(named[:MAX_NAMED])}" if named else ""
+    more = f" and {len(named) - MAX_NAMED} more" if len(named) > MAX_NAMED else ""
+    loose = f"; {flat} images outside class folders" if flat else ""
+    raise PrepareError(f"{split} has {images:,} of {expect_images:,} images ({expect_images - images:,} missing) "
+                       f"in {filled:,} of {expect_classes:,} classes{detail}{more}{loose}; see the list on stdout, "
+                       "re-run to resume or re-download the archive")
+
+
+# ---------------------------------------------------------------------------------------------
+# The two modes
+# ---------------------------------------------------------------------------------------------
+
+def require_files(paths: Sequence[str]) -> None:
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise PrepareError(f"missing {', '.join(missing)}: {DOWNLOAD_HINT}", code=2)
+
+
+def read_archive(step, archive: str):
+    """Run an extraction step, turning a damaged archive into a one-line error."""
+    try:
+        return step()
+    except (tarfile.TarError, EOFError) as e:
+        raise PrepareError(f"{archive} is damaged, truncated or not the official archive ({one_line(e)}); "
+                           "re-download it. Images extracted so far are kept; re-run afterwards to resume")
+
+
+def run_build(args: argparse.Namespace) -> None:
+    splits = ["train", "val"] if args.split == "all" else [args.split]
+    devkit = args.devkit or os.path.join(args.archives, archive_name("devkit"))
+    tars = {split: os.path.join(args.archives, archive_name(split)) for split in splits}
+    # The devkit is needed for train too: it is the list of classes the result is checked against.
+    require_files(list(tars.values()) + [devkit])
+    work_dir = os.path.join(args.out, WORK_DIR)
+    wnid_to_classes, val_wnids = parse_devkit(devkit, work_dir)
+    # Extract everything first, then check: a short train split should not hold up val.
+    checks = []
+    if "train" in tars:
+        per_class = read_archive(lambda: build_train(tars["train"], args.out, work_dir, args.progress), tars["train"])
+        checks.append(("train", per_class, args.expect_train))
+    if "val" in tars:
+        read_archive(lambda: build_val(tars["val"], args.out, work_dir, val_wnids, args.progress), tars["val"])
+        checks.append(("val", Counter(val_wnids), args.expect_val))
+    failures = []
+    for split, per_class, expect_images in checks:
+        try:
+            print(verify_split(split, os.path.join(args.out, split), wnid_to_classes, per_class,
+                               expect_images, args.expect_classes))
+        except PrepareError as e:
+            failures.append(str(e))
+    if failures:
+        raise PrepareError(" | ".join(failures))
+
+
+def run_fix_flat_val(args: argparse.Namespace) -> None:
+    if not os.path.isdir(args.fix_flat_val):
+        raise PrepareError(f"{args.fix_flat_val} is not a folder: give the extracted val folder", code=2)
+    if not args.devkit:
+        raise PrepareError(f"--fix-flat-val needs --devkit PATH/{archive_name('devkit')} for the labels", code=2)
+    require_files([args.devkit])
+    # A scratch folder: anything left inside the val folder would be taken for a class.
+    with tempfile.TemporaryDirectory(prefix="prepare-imagenet-") as scratch:
+        wnid_to_classes, val_wnids = parse_devkit(args.devkit, scratch)
+    sort_flat_val(args.fix_flat_val, val_wnids, args.progress)
+    print(verify_split("val", args.fix_flat_val, wnid_to_classes, Counter(val_wnids),
+                       args.expect_val, args.expect_classes))
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage text stays available via --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {one_line(message)} (see --help)\n")
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = OneLineParser(description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archives", metavar="DIR", help="folder holding the official ILSVRC2012 archives")
+    parser.add_argument("--out", metavar="DIR", help="dataset folder to build (gets train/ and val/)")
+    parser.add_argument("--split", choices=["train", "val", "all"], default="all", help="what to build")
+    parser.add_argument("--fix-flat-val", metavar="VALDIR",
+                        help="instead of building: sort a flat, extracted val folder into class folders")
+    parser.add_argument("--devkit", metavar="PATH", help=f"the {archive_name('devkit')} "
+                        "(default with --archives: the one in that folder)")
+    parser.add_argument("--expect-train", type=int, default=EXPECTED_TRAIN, metavar="N")
+    parser.add_argument("--expect-val", type=int, default=EXPECTED_VAL, metavar="N")
+    parser.add_argument("--expect-classes", type=int, default=EXPECTED_CLASSES, metavar="N")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    args = parser.parse_args(argv)
+    if args.fix_flat_val and (args.archives or args.out):
+        parser.error("--fix-flat-val works on its own; do not combine it with --archives/--out")
     if not args.fix_flat_val and not (args.archives and args.out):
-        p.error("give --archives DIR --out DIR, or --fix-flat-val VALDIR --devkit FILE")
+        parser.error("give --archives DIR and --out DIR, or --fix-flat-val VALDIR --devkit PATH")
     return args
 
 
-def run(args) -> int:
-    expect = {"train": args.expect_train, "val": args.expect_val, "classes": args.expect_classes}
-    devkit = require(args.devkit or os.path.join(args.archives or "", DEVKIT))
-    if args.fix_flat_val:
-        work = os.path.join(os.path.dirname(os.path.abspath(args.fix_flat_val)), ".prepare")
-        wnid_to_classes, val_wnids = read_devkit(devkit, work)
-        moved = fix_flat_val(args.fix_flat_val, val_wnids)
-        out, splits = os.path.dirname(os.path.abspath(args.fix_flat_val)), ["val"]
-        print(f"=> moved {moved:,} files into class folders")
-        if os.path.basename(os.path.normpath(args.fix_flat_val)) != "val":
-            return 0  # counts are checked on a folder named val/ only
-    else:
-        splits = ["train", "val"] if args.split == "all" else [args.split]
-        archives = {"train": require(os.path.join(args.archives, TRAIN_TAR)),
-                    "val": require(os.path.join(args.archives, VAL_TAR))}
-        wnid_to_classes, val_wnids = read_devkit(devkit, os.path.join(args.out, ".prepare"))
-        out = args.out
-        if "train" in splits:
-            extract_train(archives["train"], os.path.join(out, "train"))
-        if "val" in splits:
-            extract_val(archives["val"], os.path.join(out, "val"), val_wnids)
-    problems = verify(out, splits, sorted(wnid_to_classes), expect)
-    if problems:
-        raise PrepareError("counts differ: " + "; ".join(problems) + " (re-run to resume; check the archives)")
-    print(f"=> {out}: " + ", ".join(f"{s} OK" for s in splits))
-    return 0
-
-
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        return run(args)
-    except PrepareError as exc:
-        print(f"prepare_imagenet.py: error: {exc}", file=sys.stderr)
-        return 2 if "is missing" in str(exc) else 1
+        if args.fix_flat_val:
+            run_fix_flat_val(args)
+        else:
+            run_build(args)
+    except PrepareError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return e.code
+    except OSError as e:  # disk full, permissions, ...: the OS message says which file
+        print(f"error: {one_line(e)}; fix that and re-run to resume", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
 
 
 if __name__ == "__main__":
