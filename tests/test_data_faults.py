@@ -117,3 +117,18 @@ def test_skip_nonfinite_skips_only_bad_steps():
     assert result.metrics["count"] == 12
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert not torch.equal(before, model.conv1.weight)
+
+
+def test_evaluation_error_in_a_loader_worker_exits_instead_of_hanging(tmp_path):
+    """An error raised while loader workers run must not leave them alive: the process would then wait
+    for them forever at exit (seen before the loops shut their workers down in a finally)."""
+    from tests.helpers import run_script
+
+    data = make_image_folder(tmp_path / "data", val_per_class=3, splits=("val",))
+    corrupt(os.path.join(data, "val", "class1", "img2.jpg"))
+    weights = tmp_path / "w.pth.tar"
+    torch.save({"state_dict": create_model("eca_resnet18", num_classes=3).state_dict()}, weights)
+    result = run_script("main.py", ["-e", "--resume", str(weights), *TINY, "-j", "2", "--output-dir",
+                                    str(tmp_path / "e"), data], timeout=180)
+    assert result.returncode == 3
+    assert "cannot decode" in result.stderr.strip().splitlines()[-1]

@@ -15,6 +15,20 @@ from .schedule import lr_at
 from .tensor_data import DeviceNormalize
 
 
+@contextlib.contextmanager
+def batches(loader):
+    """Iterate a DataLoader and always stop its worker processes, also when the loop raises: the
+    exception's traceback keeps the iterator alive, and interpreter exit would then wait forever for
+    workers still blocked on their queues."""
+    iterator = iter(loader)
+    try:
+        yield iterator
+    finally:
+        shutdown = getattr(iterator, "_shutdown_workers", None)  # only multi-process iterators have it
+        if shutdown is not None:
+            shutdown()
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf; the message names where and the lr."""
 
@@ -94,32 +108,33 @@ def train_one_epoch(model, loader, criterion, optimizer, scaler, numerics: Numer
     bar = tqdm(total=total, initial=start_step, desc=f"Epoch {epoch}", disable=not (is_main and args.progress),
                dynamic_ncols=True, leave=False)
     step, lr, seen, skipped, tolerated, start = start_step, 0.0, 0, 0, 0, time.perf_counter()
-    for images, target, _, skipped_now in loader:
-        skipped += skipped_now
-        lr = lr_at(args, epoch, step, total)
-        if images is not None:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            images, target = numerics.to_device(images, target)
-            with numerics.autocast():
-                output = model(images)
-                loss = criterion(output, target)
-            before = tolerated
-            tolerated = _optimizer_step(loss, optimizer, scaler, args, tolerated, epoch, step, lr)
-            if tolerated == before:
-                sums.update(loss, output, target)
-            seen += target.shape[0]
-        step += 1
-        if step % args.print_freq == 0 or step == total:
-            current = sums.summary()
-            if not math.isfinite(current["loss"]):
-                raise NonFiniteLossError(_nonfinite_message(current["loss"], epoch, step, lr))
-            rate = seen / max(1e-9, time.perf_counter() - start)
-            bar.set_postfix(loss=f"{current['loss']:.3f}", top1=f"{current['top1']:.1f}", lr=f"{lr:.3g}",
-                            img_s=f"{rate * world_size:.0f}", refresh=False)
-        bar.update(1)
-        if should_stop(step):
-            break
+    with batches(loader) as stream:
+        for images, target, _, skipped_now in stream:
+            skipped += skipped_now
+            lr = lr_at(args, epoch, step, total)
+            if images is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                images, target = numerics.to_device(images, target)
+                with numerics.autocast():
+                    output = model(images)
+                    loss = criterion(output, target)
+                before = tolerated
+                tolerated = _optimizer_step(loss, optimizer, scaler, args, tolerated, epoch, step, lr)
+                if tolerated == before:
+                    sums.update(loss, output, target)
+                seen += target.shape[0]
+            step += 1
+            if step % args.print_freq == 0 or step == total:
+                current = sums.summary()
+                if not math.isfinite(current["loss"]):
+                    raise NonFiniteLossError(_nonfinite_message(current["loss"], epoch, step, lr))
+                rate = seen / max(1e-9, time.perf_counter() - start)
+                bar.set_postfix(loss=f"{current['loss']:.3f}", top1=f"{current['top1']:.1f}", lr=f"{lr:.3g}",
+                                img_s=f"{rate * world_size:.0f}", refresh=False)
+            bar.update(1)
+            if should_stop(step):
+                break
     bar.close()
     elapsed = time.perf_counter() - start
     reduced = sums.reduced().summary()
@@ -143,19 +158,21 @@ def evaluate(model, loader, criterion, numerics: Numerics, args, is_main: bool =
     sums = MetricSums(numerics.device)
     rows: List[tuple] = []
     skipped, start = 0, time.perf_counter()
-    for images, target, indices, skipped_now in tqdm(loader, desc="Eval", disable=not (is_main and args.progress),
-                                                     dynamic_ncols=True, leave=False):
-        skipped += skipped_now
-        if images is None:
-            continue
-        images, target = numerics.to_device(images, target)
-        with numerics.autocast():
-            output = model(images)
-            loss = criterion(output, target)
-        sums.update(loss, output.float(), target)
-        if collect_predictions:
-            top = output.float().topk(min(5, output.shape[1]), dim=1).indices.cpu().tolist()
-            rows += list(zip(indices, target.cpu().tolist(), top))
+    with batches(loader) as stream:
+        for images, target, indices, skipped_now in tqdm(stream, desc="Eval", total=len(loader),
+                                                         disable=not (is_main and args.progress),
+                                                         dynamic_ncols=True, leave=False):
+            skipped += skipped_now
+            if images is None:
+                continue
+            images, target = numerics.to_device(images, target)
+            with numerics.autocast():
+                output = model(images)
+                loss = criterion(output, target)
+            sums.update(loss, output.float(), target)
+            if collect_predictions:
+                top = output.float().topk(min(5, output.shape[1]), dim=1).indices.cpu().tolist()
+                rows += list(zip(indices, target.cpu().tolist(), top))
     metrics = sums.reduced().summary()
     metrics["skipped"] = int(all_reduce_sum(torch.tensor([skipped], device=numerics.device)).item())
     metrics["seconds"] = time.perf_counter() - start

@@ -8,7 +8,7 @@ from .distributed import all_reduce_sum
 
 def correct_topk(output: torch.Tensor, target: torch.Tensor, topk: Sequence[int] = (1, 5)) -> torch.Tensor:
     """Number of samples whose target is among the top-k predictions, for each k (a device tensor).
-    Uses reshape, not view, on the transposed prediction tensor (a crash in the official accuracy())."""
+    reshape, not view: the column slice of the prediction matrix is not contiguous."""
     maxk = min(max(topk), output.shape[1])
     pred = output.topk(maxk, dim=1).indices  # (N, maxk)
     hits = pred.eq(target[:, None])
@@ -16,25 +16,29 @@ def correct_topk(output: torch.Tensor, target: torch.Tensor, topk: Sequence[int]
 
 
 class MetricSums:
-    """Running sums (loss * n, correct@1, correct@5, n) kept as one device tensor: no host sync per step."""
+    """Running sums of loss * n, correct@1 and correct@5 kept on the device, and the sample count on the
+    host: updating them never copies between host and device, so the training step never waits."""
 
     def __init__(self, device):
-        self.sums = torch.zeros(4, dtype=torch.float64, device=device)
+        self.sums = torch.zeros(3, dtype=torch.float64, device=device)
+        self.count = 0
 
     def update(self, loss: torch.Tensor, output: torch.Tensor, target: torch.Tensor) -> None:
         n = target.shape[0]
-        correct = correct_topk(output.detach(), target)
-        batch = torch.stack([loss.detach().double() * n, correct[0].double(), correct[1].double(),
-                             torch.tensor(float(n), dtype=torch.float64, device=target.device)])
-        self.sums += batch.to(self.sums.device)
+        correct = correct_topk(output.detach(), target).double()
+        self.sums += torch.stack([loss.detach().double() * n, correct[0], correct[1]]).to(self.sums.device)
+        self.count += n
 
     def reduced(self) -> "MetricSums":
+        """The sums over all processes (one all-reduce, e.g. once per epoch)."""
+        packed = torch.cat([self.sums, torch.tensor([float(self.count)], dtype=torch.float64,
+                                                    device=self.sums.device)])
+        packed = all_reduce_sum(packed)
         out = MetricSums(self.sums.device)
-        out.sums = all_reduce_sum(self.sums.clone())
+        out.sums, out.count = packed[:3], int(packed[3].item())
         return out
 
     def summary(self) -> dict:
-        loss_sum, top1, top5, n = self.sums.tolist()
-        n_safe = max(n, 1.0)
-        return {"loss": loss_sum / n_safe, "top1": 100.0 * top1 / n_safe, "top5": 100.0 * top5 / n_safe,
-                "count": int(n)}
+        loss_sum, top1, top5 = self.sums.tolist()
+        n = max(self.count, 1)
+        return {"loss": loss_sum / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "count": self.count}
