@@ -11,35 +11,44 @@ import torch
 from torch import nn
 
 
+ECA_IMPLEMENTATIONS = ("conv", "shifted", "fused")
+
+
+def check_eca_impl(impl: str) -> str:
+    if impl not in ECA_IMPLEMENTATIONS:
+        raise ValueError(f"unknown ECA implementation {impl!r}; expected one of {ECA_IMPLEMENTATIONS}")
+    return impl
+
+
 class ECA(nn.Module):
     """Efficient Channel Attention (paper §3): global average pool, a 1-D convolution of size k across
     channels with weights shared by all channels and no bias, sigmoid, then rescale the input."""
 
-    def __init__(self, channels: int, k_size: int = 3, shifted_sum: bool = False):
+    def __init__(self, channels: int, k_size: int = 3, impl: str = "conv"):
         super().__init__()
         self.channels = channels
         self.k_size = k_size
-        self.shifted_sum = shifted_sum
+        self.impl = check_eca_impl(impl)
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
         self.conv = nn.Conv1d(1, 1, kernel_size=k_size, padding=(k_size - 1) // 2, bias=False)
         self.sigmoid = nn.Sigmoid()
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """Per-channel gate in (0, 1), shape (N, C, 1, 1); exposed for attention logging."""
-        if self.shifted_sum:
-            return self._gate_shifted_sum(x)
-        y = self.avg_pool(x).flatten(1).unsqueeze(1)  # (N, 1, C): channels become the 1-D axis
-        return self.sigmoid(self.conv(y)).transpose(1, 2).unsqueeze(-1)
+        if self.impl == "conv":
+            y = self.avg_pool(x).flatten(1).unsqueeze(1)  # (N, 1, C): channels become the 1-D axis
+            return self.sigmoid(self.conv(y)).transpose(1, 2).unsqueeze(-1)
+        return self.gate_from_means(x.mean((2, 3)))[:, :, None, None]
 
-    def _gate_shifted_sum(self, x: torch.Tensor) -> torch.Tensor:
-        """The same function written as k shifted, weighted copies of the channel means: only
-        elementwise ops and one reduction, which torch.compile can fuse with the surrounding BN,
-        residual add and ReLU instead of launching a separate tiny convolution. Same parameter."""
+    def gate_from_means(self, means: torch.Tensor) -> torch.Tensor:
+        """The gate (N, C) from the channel means (N, C), written as k shifted, weighted copies of the
+        means: only elementwise ops, which torch.compile fuses with the surrounding BN, residual add
+        and ReLU instead of launching a separate tiny convolution. Same parameter, same function."""
         pad = (self.k_size - 1) // 2
-        y = nn.functional.pad(x.mean((2, 3)), (pad, pad))  # (N, C + k - 1)
+        y = nn.functional.pad(means, (pad, pad))  # (N, C + k - 1)
         weight = self.conv.weight.view(-1).to(y.dtype)
         logits = sum(weight[j] * y[:, j:j + self.channels] for j in range(self.k_size))
-        return self.sigmoid(logits)[:, :, None, None]
+        return self.sigmoid(logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x).to(x.dtype)
@@ -117,12 +126,15 @@ class CBAM(nn.Module):
         return x * self.sigmoid(self.spatial(maps)).to(x.dtype)
 
 
-def set_eca_implementation(model: nn.Module, shifted_sum: bool) -> nn.Module:
-    """Switch every ECA layer of `model` between the reference Conv1d form and the shifted-sum form
-    (same parameters, same function; see ECA._gate_shifted_sum). thop counts only the Conv1d form."""
+def set_eca_implementation(model: nn.Module, impl: str) -> nn.Module:
+    """Switch every ECA layer of `model` to `impl` (same parameters, same function):
+    conv: the reference Conv1d over pooled channels (the form thop counts);
+    shifted: the gate as k shifted sums (ECA.gate_from_means), fusable by torch.compile;
+    fused: additionally, the blocks compute BN + ECA + residual in two passes (models/fused_eca.py)."""
+    check_eca_impl(impl)
     for module in model.modules():
         if isinstance(module, ECA):
-            module.shifted_sum = shifted_sum
+            module.impl = impl
     return model
 
 

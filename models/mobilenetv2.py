@@ -9,6 +9,7 @@ from typing import List, Optional
 from torch import nn
 
 from .attention import make_attention
+from .fused_eca import bn_eca_residual, can_fuse
 from .ksize import ADAPTIVE, adaptive_kernel_size, parse_ksize
 from .pretrained import apply_pretrained
 from .registry import register_model
@@ -58,7 +59,14 @@ class InvertedResidual(nn.Module):
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x):
-        return x + self.conv(x) if self.use_residual else self.conv(x)
+        layers = self.conv
+        if len(layers) >= 2 and can_fuse(layers[-2], layers[-1]):
+            # pw-linear BN + ECA + residual add in two passes (models/fused_eca.py); no ReLU here.
+            out = x
+            for index in range(len(layers) - 2):
+                out = layers[index](out)
+            return bn_eca_residual(out, layers[-2], layers[-1], x if self.use_residual else None)
+        return x + layers(x) if self.use_residual else layers(x)
 
 
 class MobileNetV2(nn.Module):

@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence, Type, Union
 from torch import nn
 
 from .attention import make_attention
+from .fused_eca import bn_eca_residual, can_fuse
 from .ksize import ADAPTIVE, adaptive_kernel_size, parse_ksize
 
 
@@ -26,8 +27,16 @@ class _AttentionMixin:
         if kind is not None:
             self.add_module(kind, make_attention(kind, channels, k_size))
 
-    def _attend(self, out):
-        return out if self.attention_name is None else getattr(self, self.attention_name)(out)
+    def _finish(self, conv_out, bn: nn.BatchNorm2d, identity):
+        """relu(attention(bn(conv_out)) + identity): the block's end, in the fused form when the
+        attention is an ECA layer set to impl='fused' (same function, fewer memory passes)."""
+        attention = None if self.attention_name is None else getattr(self, self.attention_name)
+        if attention is not None and can_fuse(bn, attention):
+            return bn_eca_residual(conv_out, bn, attention, identity, relu=True)
+        out = bn(conv_out)
+        if attention is not None:
+            out = attention(out)
+        return self.relu(out + identity)
 
 
 class BasicBlock(_AttentionMixin, nn.Module):
@@ -46,8 +55,7 @@ class BasicBlock(_AttentionMixin, nn.Module):
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self._attend(self.bn2(self.conv2(out)))
-        return self.relu(out + identity)
+        return self._finish(self.conv2(out), self.bn2, identity)
 
 
 class Bottleneck(_AttentionMixin, nn.Module):
@@ -69,8 +77,7 @@ class Bottleneck(_AttentionMixin, nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self._attend(self.bn3(self.conv3(out)))
-        return self.relu(out + identity)
+        return self._finish(self.conv3(out), self.bn3, identity)
 
 
 Block = Union[Type[BasicBlock], Type[Bottleneck]]

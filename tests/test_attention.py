@@ -58,7 +58,7 @@ def test_eca_shifted_sum_form_equals_reference_forward_and_backward():
     the gradients of input and weight agree in fp32, and within bf16 rounding under autocast."""
     torch.manual_seed(0)
     for k, dtype, tol in ((3, torch.float32, 1e-6), (7, torch.float32, 1e-6), (5, torch.bfloat16, 2e-2)):
-        reference, fused = ECA(24, k), ECA(24, k, shifted_sum=True)
+        reference, fused = ECA(24, k), ECA(24, k, impl="shifted")
         fused.load_state_dict(reference.state_dict())
         x = torch.randn(4, 24, 6, 5)
         outputs, grads = [], []

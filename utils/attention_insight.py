@@ -33,12 +33,19 @@ def channel_gates(model: nn.Module, images: torch.Tensor) -> Dict[str, torch.Ten
             gates[name] = mod.gate(inputs[0]).flatten(1).float().cpu()
 
         hooks.append(module.register_forward_hook(record))
+    # The fused block form never calls the ECA modules, so their hooks would not fire: run the
+    # unfused form (same function) for this pass.
+    fused = [m for m in model.modules() if isinstance(m, ECA) and m.impl == "fused"]
     was_training = model.training
     model.eval()
     try:
+        for module in fused:
+            module.impl = "shifted"
         model(images)
     finally:
         model.train(was_training)
+        for module in fused:
+            module.impl = "fused"
         for hook in hooks:
             hook.remove()
     return gates

@@ -8,6 +8,7 @@ import os
 from typing import Dict, Optional, Sequence
 
 from models import list_models, parse_ksize, unknown_model_message
+from models.attention import ECA_IMPLEMENTATIONS
 
 # Options whose defaults change with the recipe; the parser holds neutral values until a recipe is applied.
 AMP_CHOICES = ("auto", "none", "bf16", "fp16")
@@ -64,9 +65,10 @@ def build_parser(recipe: Dict, description: str) -> argparse.ArgumentParser:
                        help="torch.compile the model (default: on for CUDA training)")
     speed.add_argument("--compile-backend", default="inductor",
                        help="torch.compile backend (inductor generates kernels; aot_eager only traces, for debugging)")
-    speed.add_argument("--eca-impl", choices=("conv", "shifted"), default="conv",
-                       help="ECA gate as a Conv1d (reference) or as k shifted sums that torch.compile can fuse "
-                            "(same weights and function; GPU speed not yet measured)")
+    speed.add_argument("--eca-impl", choices=("auto",) + ECA_IMPLEMENTATIONS, default="auto",
+                       help="same weights and function, different kernels: conv (reference Conv1d gate), shifted "
+                            "(gate as k shifted sums), fused (BN + ECA + residual in two memory passes, "
+                            "models/fused_eca.py); auto: fused under --compile, else conv")
     speed.add_argument("--official-numerics", action="store_true",
                        help="the official recipe's numerics: fp32, NCHW, eager (overrides the three above)")
     speed.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is present")
@@ -93,9 +95,11 @@ def build_parser(recipe: Dict, description: str) -> argparse.ArgumentParser:
                       help="evaluation: leave unreadable images out (reported) instead of stopping")
     data.add_argument("--max-skipped", type=int, default=100,
                       help="training: stop when an epoch holds more unreadable images than this")
-    data.add_argument("--data-backend", choices=("auto", "pil", "tensor"), default="auto",
+    data.add_argument("--data-backend", choices=("auto", "pil", "tensor", "gpu"), default="auto",
                       help="pil: PIL decode and float transforms in the workers (official); tensor: torchvision.io "
-                           "decode, uint8 crops, normalised on the device; auto: tensor on CUDA, pil on CPU")
+                           "decode, uint8 crops, normalised on the device; gpu: workers read JPEG bytes, the device "
+                           "decodes, crops and flips (nvImageCodec if installed, else nvJPEG); auto: tensor on "
+                           "CUDA, pil on CPU")
     data.add_argument("--dummy", action="store_true", help="synthetic random images (speed checks, no dataset)")
 
     out = p.add_argument_group("output")

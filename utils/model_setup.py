@@ -59,7 +59,7 @@ def wrap_model(model: nn.Module, ctx, numerics, args, is_training: bool) -> nn.M
     """Move to the device and apply memory format, SyncBN, DDP/DataParallel and torch.compile.
     Returns the module to call; `model` itself stays the unwrapped handle for saving."""
     model.to(ctx.device)
-    set_eca_implementation(model, args.eca_impl == "shifted")
+    set_eca_implementation(model, args.eca_impl)
     if numerics.channels_last:
         model.to(memory_format=torch.channels_last)
     runner: nn.Module = model

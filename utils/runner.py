@@ -58,6 +58,9 @@ def resolve_numerics(args, device: torch.device) -> Numerics:
         args.channels_last = cuda
     if args.compile is None:
         args.compile = cuda and not args.evaluate
+    if args.eca_impl == "auto":
+        # The fused block end only pays off once torch.compile turns it into few kernels.
+        args.eca_impl = "fused" if args.compile else "conv"
     if cuda:
         # TF32 convolutions and matmuls, as the official run had by default (SPEC §10's fp32 baseline).
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -176,7 +179,8 @@ def _run(args, explicit, ctx: DistContext) -> int:
     logger = RunLogger(run_dir, ctx.is_main, args.tensorboard)
     val_loader = build_val_loader(val_set, args, ctx)
     say(f"=> {args.arch} k_size={_kernels(model)} classes={args.num_classes} device={ctx.device} "
-        f"processes={ctx.world_size} amp={args.amp} channels_last={args.channels_last} compile={args.compile}")
+        f"processes={ctx.world_size} amp={args.amp} channels_last={args.channels_last} compile={args.compile} "
+        f"eca_impl={args.eca_impl} data_backend={'synthetic' if args.dummy else args.data_backend}")
     try:
         if args.evaluate:
             return _evaluate_only(runner, model, val_loader, val_set, criterion, numerics, args, ctx, logger, source)
