@@ -99,6 +99,12 @@ def collate_samples(batch):
     skipped = len(batch) - len(kept)
     if not kept:
         return None, None, [], skipped
+    if type(kept[0][0]).__name__ == "EncodedImage":  # the gpu pipeline: decoded later, on the device
+        from .gpu_data import EncodedBatch
+
+        images = EncodedBatch(sample[0] for sample in kept)
+        targets, indices = default_collate([sample[1:] for sample in kept])
+        return images, targets, indices.tolist(), skipped
     images, targets, indices = default_collate(kept)
     return images, targets, indices.tolist(), skipped
 
@@ -111,7 +117,8 @@ def _ignore_stop_signals(_worker_id: int) -> None:
 
 
 def resolve_backend(args, device) -> str:
-    """auto: the tensor pipeline on CUDA (uint8 to the GPU), PIL (the official path) on the CPU."""
+    """auto: the tensor pipeline on CUDA (uint8 to the GPU), PIL (the official path) on the CPU.
+    The gpu pipeline stays opt-in until it has been measured on a GPU (BENCHMARKS.md)."""
     if args.data_backend == "auto":
         return "tensor" if device.type == "cuda" else "pil"
     return args.data_backend
@@ -119,12 +126,19 @@ def resolve_backend(args, device) -> str:
 
 def build_datasets(args, need_train: bool, backend: str = "pil"):
     """(train, val) datasets; train is None for evaluation-only runs. The tensor backend yields uint8
-    images, normalised later on the device (see utils/tensor_data.py)."""
+    images, normalised later on the device (utils/tensor_data.py); the gpu backend yields JPEG bytes
+    with their planned crops, decoded on the device (utils/gpu_data.py)."""
     if args.dummy:
         classes = args.num_classes or 1000
         train = SyntheticImages(args.batch_size * 20, classes, args.crop_size) if need_train else None
         return train, SyntheticImages(args.batch_size * 4, classes, args.crop_size)
-    if backend == "tensor":
+    if backend == "gpu":
+        from .gpu_data import EvalPlan, TrainPlan, read_encoded
+
+        loader = read_encoded
+        train_tf = TrainPlan(args.crop_size, args.crop_scale)
+        val_tf = EvalPlan(args.crop_size, args.val_resize, skip_corrupt=getattr(args, "skip_corrupt", False))
+    elif backend == "tensor":
         from .tensor_data import decode_rgb, eval_transform_uint8, train_transform_uint8
 
         loader = decode_rgb

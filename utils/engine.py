@@ -12,6 +12,7 @@ from .data import steps_per_epoch
 from .distributed import all_gather_objects, all_reduce_sum
 from .metrics import MetricSums
 from .schedule import lr_at
+from .gpu_data import DeviceJpegDecoder, EncodedBatch
 from .tensor_data import DeviceNormalize
 
 
@@ -43,20 +44,42 @@ class Numerics:
     amp_dtype: Optional[torch.dtype]  # None: full precision
     channels_last: bool
     _normalize: Optional[DeviceNormalize] = field(default=None, repr=False)
+    _jpeg_decoder: Optional[object] = field(default=None, repr=False)
 
     def autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def to_device(self, images: torch.Tensor, target: torch.Tensor):
+    def to_device(self, images, target: torch.Tensor):
+        """(images, target) on the device, images normalised in the memory format of the run. A batch of
+        the gpu pipeline is decoded here; images no decoder could read are left out, with their targets,
+        and their positions are in images.dropped."""
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        if isinstance(images, EncodedBatch):
+            if self._jpeg_decoder is None:
+                self._jpeg_decoder = DeviceJpegDecoder(self.device)
+            batch = images
+            images = self._jpeg_decoder(batch)
+            if batch.dropped:
+                dropped = set(batch.dropped)
+                target = target[[k for k in range(len(batch)) if k not in dropped]]
         images = images.to(self.device, non_blocking=True)
         if images.dtype == torch.uint8:  # the tensor pipeline: normalise here, on the device
             if self._normalize is None:
                 self._normalize = DeviceNormalize(self.device)
             images = self._normalize(images)
         return images.contiguous(memory_format=fmt), target.to(self.device, non_blocking=True)
+
+
+def _on_device(numerics: Numerics, images, target, indices: List[int]):
+    """numerics.to_device, plus the dataset indices and count of images the device decoder left out."""
+    batch = images
+    images, target = numerics.to_device(batch, target)
+    dropped = set(batch.dropped) if isinstance(batch, EncodedBatch) else set()
+    if dropped and indices:
+        indices = [index for k, index in enumerate(indices) if k not in dropped]
+    return images, target, indices, len(dropped)
 
 
 @dataclass
@@ -113,9 +136,11 @@ def train_one_epoch(model, loader, criterion, optimizer, scaler, numerics: Numer
             skipped += skipped_now
             lr = lr_at(args, epoch, step, total)
             if images is not None:
+                images, target, _, dropped = _on_device(numerics, images, target, [])
+                skipped += dropped
+            if images is not None and target.numel():
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                images, target = numerics.to_device(images, target)
                 with numerics.autocast():
                     output = model(images)
                     loss = criterion(output, target)
@@ -165,7 +190,10 @@ def evaluate(model, loader, criterion, numerics: Numerics, args, is_main: bool =
             skipped += skipped_now
             if images is None:
                 continue
-            images, target = numerics.to_device(images, target)
+            images, target, indices, dropped = _on_device(numerics, images, target, indices)
+            skipped += dropped
+            if not target.numel():
+                continue
             with numerics.autocast():
                 output = model(images)
                 loss = criterion(output, target)

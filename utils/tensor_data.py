@@ -7,6 +7,7 @@ work off the CPU workers. The augmentation draws its parameters exactly as the P
 antialiasing, so evaluation images match the PIL transform to within rounding, not bit for bit.
 """
 import warnings
+from io import BytesIO
 
 import numpy as np
 import torch
@@ -18,6 +19,12 @@ from .data import IMAGENET_MEAN, IMAGENET_STD
 
 
 def decode_rgb(path: str) -> torch.Tensor:
+    """uint8 (3, H, W) from an image file; see decode_rgb_bytes."""
+    with open(path, "rb") as f:
+        return decode_rgb_bytes(f.read())
+
+
+def decode_rgb_bytes(data: bytes) -> torch.Tensor:
     """uint8 (3, H, W). torchvision.io handles JPEG (also CMYK and grayscale) and PNG, whatever the
     file name says; anything it rejects goes through PIL, which raises OSError for broken files."""
     try:
@@ -25,9 +32,9 @@ def decode_rgb(path: str) -> torch.Tensor:
             # torchvision 0.29 announces a move of its decoders to TorchCodec; they still work, and
             # the announcement would otherwise repeat in every loader worker.
             warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision.io")
-            return io.decode_image(io.read_file(path), mode=io.ImageReadMode.RGB)
+            return io.decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=io.ImageReadMode.RGB)
     except RuntimeError:
-        with Image.open(path) as image:
+        with Image.open(BytesIO(data)) as image:
             return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).contiguous()
 
 

@@ -1,0 +1,119 @@
+"""The gpu input pipeline, run with its CPU decoder: the images it builds equal the tensor pipeline's
+pixel for pixel (same crop draws, same decode, same resize), unusual files take the worker fallback,
+and files no decoder can read are skipped in training and reported in evaluation."""
+import os
+import re
+
+import pytest
+import torch
+from PIL import Image
+
+import main
+from tests.helpers import TINY, make_image_folder
+from tests.test_tensor_data import photo_like
+from utils.data import CorruptImageError, LoaderSamples, collate_samples
+from utils.engine import Numerics
+from utils.gpu_data import DeviceJpegDecoder, EncodedBatch, EvalPlan, TrainPlan, read_encoded
+from utils.runner import run
+from utils.tensor_data import decode_rgb, eval_transform_uint8, train_transform_uint8
+
+CPU = torch.device("cpu")
+# A frame header and an end-of-image marker, no scan: the header reader accepts it, no decoder can.
+HEADER_ONLY_JPEG = bytes.fromhex("ffd8" "ffc0000b08001000100111" "00" "ffd9")
+
+
+def decode_one(plan, path) -> torch.Tensor:
+    return DeviceJpegDecoder(CPU)(EncodedBatch([plan(read_encoded(str(path)))]))[0]
+
+
+def test_training_crops_equal_the_tensor_pipeline(tmp_path):
+    path = photo_like(tmp_path / "a.jpg", size=(150, 110), seed=2)
+    flips = set()
+    for seed in range(10):
+        torch.manual_seed(seed)
+        expected = train_transform_uint8(48)(decode_rgb(str(path)))
+        torch.manual_seed(seed)
+        sample = TrainPlan(48)(read_encoded(str(path)))
+        flips.add(sample.flip)
+        assert sample.data is not None and sample.ready is None  # planned in the worker, decoded later
+        assert torch.equal(DeviceJpegDecoder(CPU)(EncodedBatch([sample]))[0], expected), seed
+    assert flips == {True, False}
+
+
+def test_evaluation_images_equal_the_tensor_pipeline(tmp_path):
+    for size in ((150, 110), (90, 140)):
+        path = photo_like(tmp_path / f"{size[0]}.jpg", size=size)
+        expected = eval_transform_uint8(64, 73)(decode_rgb(str(path)))
+        assert torch.equal(decode_one(EvalPlan(64, 73), path), expected), size
+
+
+def test_files_a_gpu_decoder_cannot_take_are_decoded_in_the_worker(tmp_path):
+    files = {"cmyk.JPEG": Image.new("CMYK", (50, 40), (0, 200, 200, 0)),
+             "png_named.JPEG": Image.new("RGB", (50, 40), (5, 6, 7))}
+    for name, image in files.items():
+        path = str(tmp_path / name)
+        image.save(path, format="PNG" if name.startswith("png") else "JPEG")
+        sample = EvalPlan(32, 36)(read_encoded(path))
+        assert sample.data is None and sample.ready is not None, name
+        expected = eval_transform_uint8(32, 36)(decode_rgb(path))
+        assert torch.equal(DeviceJpegDecoder(CPU)(EncodedBatch([sample]))[0], expected), name
+
+
+def test_batch_with_an_undecodable_jpeg_drops_it_with_its_target(tmp_path, capsys):
+    good = [photo_like(tmp_path / f"{i}.jpg", size=(60, 50), seed=i) for i in range(3)]
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(HEADER_ONLY_JPEG)
+    plan = TrainPlan(32)
+    samples = [(plan(read_encoded(str(p))), target, index) for index, (p, target) in
+               enumerate([(good[0], 0), (bad, 1), (good[1], 2), (good[2], 3)])]
+    images, targets, indices, skipped = collate_samples(samples)
+    assert isinstance(images, EncodedBatch) and skipped == 0
+    decoded, kept_targets = Numerics(CPU, None, False).to_device(images, targets)
+    assert decoded.shape == (3, 3, 32, 32) and kept_targets.tolist() == [0, 2, 3]
+    assert images.dropped == [1]
+    assert "bad.jpg" in capsys.readouterr().err
+
+
+def test_evaluation_reports_an_undecodable_jpeg_unless_told_to_skip(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(HEADER_ONLY_JPEG)
+    with pytest.raises(CorruptImageError, match=re.escape(str(bad)) + ".*--skip-corrupt"):
+        decode_one(EvalPlan(32, 36), bad)
+    batch = EncodedBatch([EvalPlan(32, 36, skip_corrupt=True)(read_encoded(str(bad)))])
+    assert DeviceJpegDecoder(CPU)(batch).shape == (0, 3, 32, 32) and batch.dropped == [0]
+
+
+def test_broken_file_without_a_jpeg_header_is_skipped_in_the_worker(tmp_path):
+    data = make_image_folder(tmp_path / "d", n_classes=1, train_per_class=2, val_per_class=1, splits=("train",))
+    broken = os.path.join(data, "train", "class0", "img0.jpg")
+    with open(broken, "wb") as f:
+        f.write(b"not an image at all")
+    from torchvision import datasets
+
+    folder = datasets.ImageFolder(os.path.join(data, "train"), TrainPlan(32), loader=read_encoded)
+    assert LoaderSamples(folder, seed=0)[0] is None  # PIL's error, caught as in the other pipelines
+    assert LoaderSamples(folder, seed=0)[1] is not None
+
+
+def run_cli(tmp_path, data, backend, *extra):
+    return run(["-a", "eca_resnet18", "--data-backend", backend, "--output-dir", str(tmp_path / backend), *TINY,
+                "-b", "4", *extra, data], main.RECIPE, main.BUILTIN, "")
+
+
+def test_cli_trains_and_evaluates_with_the_gpu_pipeline(tmp_path, capsys):
+    """End to end through main.py: one training epoch, then evaluating the checkpoint gives exactly the
+    tensor pipeline's top-1 and loss (identical images)."""
+    data = make_image_folder(tmp_path / "data", train_per_class=4, val_per_class=3, size=(52, 44))
+    with open(os.path.join(data, "train", "class0", "img1.jpg"), "wb") as f:
+        f.write(b"\xff\xd8\xff broken")
+    assert run_cli(tmp_path, data, "gpu", "--epochs", "1", "--seed", "3") == 0
+    out = capsys.readouterr().out
+    assert "data_backend=gpu" in out and "skipped 1 unreadable images" in out
+    checkpoint = str(tmp_path / "gpu" / "checkpoint.pth.tar")
+    results = {}
+    for backend in ("gpu", "tensor"):
+        assert run_cli(tmp_path / "eval", data, backend, "-e", "--resume", checkpoint) == 0
+        out = capsys.readouterr().out
+        assert f"data_backend={backend}" in out
+        results[backend] = re.search(r"Prec@1 (\S+) Prec@5 (\S+)\n=> 9 images, loss (\S+)", out).groups()
+    assert results["gpu"] == results["tensor"]

@@ -1,0 +1,208 @@
+"""The `gpu` input pipeline: loader workers only read JPEG bytes and draw the augmentation; the batch
+is decoded, cropped, resized and flipped on the training device.
+
+Workers parse each file's header (utils/jpeg_header.py) for its size and draw the crop exactly as the
+official RandomResizedCrop + RandomHorizontalFlip do, from the same random calls, so a seeded run gets
+the crops of the `tensor` and `pil` pipelines. Files a GPU decoder cannot take (PNG or other bytes
+behind a .JPEG name, CMYK, 12-bit, truncated) are decoded and transformed in the worker as the `tensor`
+pipeline does. On the device, JPEGs are decoded by nvImageCodec when `nvidia-nvimgcodec-cu13` is
+installed, else by torchvision's nvJPEG binding; on a CPU device torchvision decodes them in the main
+process (slow: that is for tests). Resizing is bilinear with antialiasing, as in the `tensor` pipeline.
+"""
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torchvision import io, transforms
+from torchvision.transforms.v2 import functional as F
+
+from .data import CorruptImageError
+from .jpeg_header import read_jpeg_info
+from .tensor_data import decode_rgb_bytes, eval_transform_uint8, train_transform_uint8
+
+ASPECT_RATIOS = (3.0 / 4.0, 4.0 / 3.0)  # RandomResizedCrop's default, as in the official augmentation
+
+
+def read_encoded(path: str) -> Tuple[str, bytes]:
+    """ImageFolder loader: the path (for messages) and the file's bytes."""
+    with open(path, "rb") as f:
+        return path, f.read()
+
+
+@dataclass
+class EncodedImage:
+    """One sample on its way to the device: JPEG bytes with their crop, or a crop already decoded."""
+    path: str
+    crop_size: int
+    skip_corrupt: bool
+    data: Optional[torch.Tensor] = None   # uint8 1-D JPEG bytes, decoded on the device
+    box: Optional[Tuple[int, int, int, int]] = None  # training: (top, left, height, width) to crop
+    flip: bool = False
+    resize: Optional[int] = None           # evaluation: short side before the center crop
+    ready: Optional[torch.Tensor] = None   # uint8 (3, S, S) decoded in the worker (not GPU-decodable)
+
+
+class EncodedBatch(list):
+    """A collated list of EncodedImage. After decoding, `dropped` holds the positions of images that
+    no decoder could read (left out of the batch, as unreadable files are in the other pipelines)."""
+    dropped: Sequence[int] = ()
+
+
+class _Plan:
+    def __init__(self, crop_size: int, skip_corrupt: bool, fallback):
+        self.crop_size, self.skip_corrupt, self.fallback = crop_size, skip_corrupt, fallback
+
+    def _worker_decoded(self, path: str, data: bytes) -> EncodedImage:
+        # PIL raises OSError for broken files; LoaderSamples skips or reports them as in other pipelines.
+        return EncodedImage(path, self.crop_size, self.skip_corrupt, ready=self.fallback(decode_rgb_bytes(data)))
+
+
+class TrainPlan(_Plan):
+    """ImageFolder transform for training: RandomResizedCrop box and flip drawn here, applied on the device."""
+
+    def __init__(self, crop_size: int, min_scale: float = 0.08):
+        super().__init__(crop_size, True, train_transform_uint8(crop_size, min_scale))
+        self.scale = (min_scale, 1.0)
+
+    def __call__(self, item: Tuple[str, bytes]) -> EncodedImage:
+        path, data = item
+        info = read_jpeg_info(data)
+        if info is None or not info.gpu_decodable:
+            return self._worker_decoded(path, data)
+        # get_params reads only the size of its image argument; a broadcast view has the right shape
+        # without allocating a picture. Then the flip, drawn as RandomHorizontalFlip draws it.
+        shape_only = torch.empty(1, 1, 1, dtype=torch.uint8).expand(3, info.height, info.width)
+        box = transforms.RandomResizedCrop.get_params(shape_only, list(self.scale), list(ASPECT_RATIOS))
+        flip = bool(torch.rand(1) < 0.5)
+        return EncodedImage(path, self.crop_size, True, data=_as_tensor(data), box=tuple(box), flip=flip)
+
+
+class EvalPlan(_Plan):
+    """ImageFolder transform for evaluation: resize the short side, center crop (SPEC §6), on the device."""
+
+    def __init__(self, crop_size: int, resize: int, skip_corrupt: bool = False):
+        super().__init__(crop_size, skip_corrupt, eval_transform_uint8(crop_size, resize))
+        self.resize = resize
+
+    def __call__(self, item: Tuple[str, bytes]) -> EncodedImage:
+        path, data = item
+        info = read_jpeg_info(data)
+        if info is None or not info.gpu_decodable:
+            return self._worker_decoded(path, data)
+        return EncodedImage(path, self.crop_size, self.skip_corrupt, data=_as_tensor(data), resize=self.resize)
+
+
+def _as_tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def _geometry(image: torch.Tensor, sample: EncodedImage) -> torch.Tensor:
+    """The crop, resize and flip the worker planned, applied to a decoded (3, H, W) uint8 image."""
+    size = [sample.crop_size, sample.crop_size]
+    if sample.box is not None:
+        top, left, height, width = sample.box
+        image = F.resized_crop(image, top, left, height, width, size, antialias=True)
+    else:
+        image = F.center_crop(F.resize(image, [sample.resize], antialias=True), size)
+    return F.horizontal_flip(image) if sample.flip else image
+
+
+class DeviceJpegDecoder:
+    """Decodes EncodedBatches on `device` into uint8 (N, 3, S, S) batches (normalised later)."""
+
+    def __init__(self, device: torch.device, prefer: str = "auto"):
+        self.device = device
+        self.backend = _choose_backend(device, prefer)
+        self._nvimgcodec = None
+        if self.backend == "nvimgcodec":
+            from nvidia import nvimgcodec  # optional extra: pip install nvidia-nvimgcodec-cu13
+
+            self._nvimgcodec = (nvimgcodec.Decoder(), nvimgcodec.DecodeParams(apply_exif_orientation=False))
+        # A side stream lets the decoding of this batch overlap the tail of the previous step.
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def __call__(self, batch: EncodedBatch) -> torch.Tensor:
+        if self._stream is None:
+            return self._decode(batch)
+        main = torch.cuda.current_stream(self.device)
+        self._stream.wait_stream(main)
+        with torch.cuda.stream(self._stream):
+            images = self._decode(batch)
+        main.wait_stream(self._stream)
+        images.record_stream(main)
+        return images
+
+    def _decode(self, batch: EncodedBatch) -> torch.Tensor:
+        jpeg_positions = [k for k, sample in enumerate(batch) if sample.data is not None]
+        decoded = self._decode_jpegs([batch[k].data for k in jpeg_positions])
+        images: List[Optional[torch.Tensor]] = [None] * len(batch)
+        for k, image in zip(jpeg_positions, decoded):
+            if image is None:
+                image = _decode_on_host(batch[k])
+            images[k] = None if image is None else _geometry(image.to(self.device), batch[k])
+        for k, sample in enumerate(batch):
+            if sample.ready is not None:
+                images[k] = sample.ready.to(self.device, non_blocking=True)
+        batch.dropped = [k for k, image in enumerate(images) if image is None]
+        kept = [image for image in images if image is not None]
+        if not kept:
+            return torch.empty(0, 3, batch[0].crop_size, batch[0].crop_size, dtype=torch.uint8, device=self.device)
+        return torch.stack(kept)
+
+    def _decode_jpegs(self, encoded: List[torch.Tensor]) -> List[Optional[torch.Tensor]]:
+        """(3, H, W) uint8 per JPEG, None where the decoder failed (retried on the host by the caller)."""
+        if not encoded:
+            return []
+        if self._nvimgcodec is not None:
+            decoder, params = self._nvimgcodec
+            stream = torch.cuda.current_stream(self.device).cuda_stream
+            images = decoder.decode([data.numpy() for data in encoded], params=params, cuda_stream=stream)
+            return [None if image is None else torch.from_dlpack(image).permute(2, 0, 1) for image in images]
+        target = self.device if self.device.type == "cuda" else "cpu"
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision.io")
+            try:
+                return list(io.decode_jpeg(encoded, mode=io.ImageReadMode.RGB, device=target))
+            except RuntimeError:
+                pass  # one bad file fails the whole batch call: find it by decoding one at a time
+            out: List[Optional[torch.Tensor]] = []
+            for data in encoded:
+                try:
+                    out.append(io.decode_jpeg(data, mode=io.ImageReadMode.RGB, device=target))
+                except RuntimeError:
+                    out.append(None)
+            return out
+
+
+def _decode_on_host(sample: EncodedImage) -> Optional[torch.Tensor]:
+    """Second chance for a JPEG the device decoder rejected: PIL on the host. None if that fails too."""
+    try:
+        return decode_rgb_bytes(bytes(sample.data.numpy()))
+    except (OSError, ValueError, SyntaxError) as exc:
+        if not sample.skip_corrupt:
+            raise CorruptImageError(f"cannot decode {sample.path} ({exc}): replace or remove the file, or pass "
+                                    "--skip-corrupt to leave it out of the evaluation") from None
+        print(f"warning: skipping unreadable image {sample.path} ({exc})", file=sys.stderr)
+        return None
+
+
+def nvimgcodec_available() -> bool:
+    try:
+        from nvidia import nvimgcodec  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _choose_backend(device: torch.device, prefer: str) -> str:
+    if prefer not in ("auto", "nvimgcodec", "torchvision"):
+        raise ValueError(f"unknown JPEG decoder {prefer!r}; expected auto, nvimgcodec or torchvision")
+    if device.type != "cuda":
+        return "torchvision"
+    if prefer == "nvimgcodec" and not nvimgcodec_available():
+        raise ValueError("nvImageCodec is not installed: pip install nvidia-nvimgcodec-cu13, or use torchvision")
+    if prefer == "auto":
+        return "nvimgcodec" if nvimgcodec_available() else "torchvision"
+    return prefer
