@@ -1,13 +1,16 @@
 """Training and inference throughput of chosen architectures and settings, in one process.
 
     python scripts/benchmark.py --archs eca_resnet50,resnet50 --settings official,fast,compiled
-    python scripts/benchmark.py --data /data/ILSVRC2012 --loader-batches 50     # input pipeline too
+    python scripts/benchmark.py --data /data/ILSVRC2012 --loader-batches 50     # input pipelines too
 
 Synthetic batches already on the device; warm-up steps excluded; each figure is the median over
 --repeats timed windows of --steps steps (device synchronised at both ends of a window). Prints a table
 like the paper's Table 3 and the ratios that matter (each setting vs the official recipe, each ECA model
-vs the same backbone without attention), and writes everything as JSON. Runs on the CPU too, at small
-sizes, so CI can smoke-test it; absolute numbers hold only for the hardware they were measured on.
+vs the same backbone without attention), and writes everything as JSON. With --data, also the input
+pipelines alone (files to a normalised batch on the device) and training fed from the folder through
+each pipeline, as a fraction of the synthetic-data rate of the same model in the same process.
+Runs on the CPU too, at small sizes, so CI can smoke-test it; absolute numbers hold only for the
+hardware they were measured on.
 """
 import argparse
 import json
@@ -26,12 +29,13 @@ from models.attention import set_eca_implementation  # noqa: E402
 from utils.engine import Numerics  # noqa: E402
 from utils.flops import count_params_macs, format_1024  # noqa: E402
 
-# name -> (autocast dtype, channels_last, torch.compile, ECA as shifted sums)
+# name -> (autocast dtype, channels_last, torch.compile, ECA implementation: see --eca-impl)
 SETTINGS = {
-    "official": (None, False, False, False),          # fp32 (TF32 on GPUs), NCHW, eager: the official recipe
-    "fast": (torch.bfloat16, True, False, False),      # bf16 autocast + channels_last, eager
-    "compiled": (torch.bfloat16, True, True, False),   # the same under torch.compile (the CUDA default)
-    "compiled_shifted": (torch.bfloat16, True, True, True),  # and the fusion-friendly ECA form (--eca-impl shifted)
+    "official": (None, False, False, "conv"),          # fp32 (TF32 on GPUs), NCHW, eager: the official recipe
+    "fast": (torch.bfloat16, True, False, "conv"),      # bf16 autocast + channels_last, eager
+    "compiled": (torch.bfloat16, True, True, "conv"),   # the same under torch.compile
+    "compiled_shifted": (torch.bfloat16, True, True, "shifted"),  # and the ECA gate as shifted sums
+    "compiled_fused": (torch.bfloat16, True, True, "fused"),  # and BN + ECA + residual fused (CUDA default)
 }
 
 
@@ -56,10 +60,12 @@ def timed_rate(step, batch: int, device, steps: int, warmup: int, repeats: int) 
 
 
 def measure(arch: str, setting: str, args, device: torch.device) -> dict:
-    dtype, channels_last, compiled, shifted = SETTINGS[setting]
+    dtype, channels_last, compiled, eca_impl = SETTINGS[setting]
+    if args.fp32:
+        dtype = None
     numerics = Numerics(device, dtype, channels_last)
     torch.manual_seed(0)
-    model = set_eca_implementation(create_model(arch, num_classes=1000), shifted).to(device)
+    model = set_eca_implementation(create_model(arch, num_classes=1000), eca_impl).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     runner = torch.compile(model) if compiled else model
@@ -69,9 +75,9 @@ def measure(arch: str, setting: str, args, device: torch.device) -> dict:
     target = torch.randint(0, 1000, (args.batch_size,))
     images, target = numerics.to_device(images, target)
 
-    def train_step():
+    def train_step(batch=images, labels=target):
         with numerics.autocast():
-            loss = criterion(runner(images), target)
+            loss = criterion(runner(batch), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -86,28 +92,67 @@ def measure(arch: str, setting: str, args, device: torch.device) -> dict:
     model.train()
     train = timed_rate(train_step, args.batch_size, device, args.steps, args.warmup, args.repeats)
     peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else None
+    result = {"arch": arch, "setting": setting, "train_img_s": train, "peak_mem_gib": peak}
+    if args.data and setting == args.settings[-1]:
+        # Same model, already compiled and warm: only the source of the batches changes.
+        result["from_folder"] = {p: folder_train_rate(args, p, numerics, train_step) for p in args.pipelines}
     model.eval()
-    evaluation = timed_rate(eval_step, args.batch_size, device, args.steps, args.warmup, args.repeats)
-    return {"arch": arch, "setting": setting, "train_img_s": train, "eval_img_s": evaluation, "peak_mem_gib": peak}
+    result["eval_img_s"] = timed_rate(eval_step, args.batch_size, device, args.steps, args.warmup, args.repeats)
+    return result
 
 
-def loader_rate(data: str, backend: str, args) -> dict:
-    """Images/s of the training input pipeline alone (decode, crop, flip, collate; the tensor backend's
-    normalisation happens later, on the device)."""
+def folder_batches(args, backend: str, device: torch.device):
+    """Endless training batches from args.data/train through one input pipeline (epochs repeat)."""
     from utils.data import LoaderSamples, build_datasets, collate_samples
 
-    options = argparse.Namespace(data=data, dummy=False, crop_size=args.image_size, crop_scale=0.08,
+    options = argparse.Namespace(data=args.data, dummy=False, crop_size=args.image_size, crop_scale=0.08,
                                  val_resize=max(args.image_size, int(args.image_size / 0.875)))
     train, _ = build_datasets(options, need_train=True, backend=backend)
-    loader = torch.utils.data.DataLoader(LoaderSamples(train, seed=0), batch_size=args.batch_size, shuffle=True,
-                                         drop_last=True, num_workers=args.workers, collate_fn=collate_samples)
-    batches = iter(loader)
-    next(batches)  # workers started and warm
+    loader = torch.utils.data.DataLoader(
+        LoaderSamples(train, seed=0), batch_size=args.batch_size, shuffle=True, drop_last=True,
+        num_workers=args.workers, collate_fn=collate_samples, pin_memory=device.type == "cuda",
+        persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None)
+    if len(loader) == 0:
+        raise SystemExit(f"{args.data}/train holds fewer than --batch-size {args.batch_size} images")
+    while True:
+        for images, target, _, _ in loader:
+            if images is not None:
+                yield images, target
+
+
+def timed_batches(batches, consume, device, count: int, warmup: int) -> float:
+    """Images/s of `consume(images, target)` over `count` batches, after `warmup` batches."""
+    for _ in range(warmup):
+        consume(*next(batches))
+    sync(device)
     start, seen = time.perf_counter(), 0
-    for _ in range(args.loader_batches):
-        images, _, _, _ = next(batches)
-        seen += images.shape[0]
-    return {"backend": backend, "workers": args.workers, "img_s": seen / (time.perf_counter() - start)}
+    for _ in range(count):
+        seen += consume(*next(batches))
+    sync(device)
+    return seen / (time.perf_counter() - start)
+
+
+def folder_train_rate(args, backend: str, numerics: Numerics, train_step) -> float:
+    """Training images/s end to end, from JPEG files through `backend` to the optimizer step."""
+    def consume(images, target):
+        images, target = numerics.to_device(images, target)
+        train_step(images, target)
+        return target.shape[0]
+
+    return timed_batches(folder_batches(args, backend, numerics.device), consume, numerics.device,
+                         args.loader_batches, warmup=3)
+
+
+def loader_rate(args, backend: str, device: torch.device) -> dict:
+    """Images/s of an input pipeline alone: from files to a normalised float batch on the device
+    (decode, crop, flip, copy; the gpu pipeline decodes on the device)."""
+    numerics = Numerics(device, None, False)
+
+    def consume(images, target):
+        return numerics.to_device(images, target)[1].shape[0]
+
+    rate = timed_batches(folder_batches(args, backend, device), consume, device, args.loader_batches, warmup=2)
+    return {"backend": backend, "workers": args.workers, "img_s": rate}
 
 
 def baseline_of(arch: str):
@@ -142,15 +187,21 @@ def parse_args(argv):
     p.add_argument("--warmup", type=int, default=10, help="untimed steps first (compilation, cuDNN autotuning)")
     p.add_argument("--repeats", type=int, default=3, help="timed windows; the median is reported")
     p.add_argument("--cpu", action="store_true", help="measure on the CPU even if a GPU is present")
-    p.add_argument("--data", default=None, help="ImageFolder root: also time the input pipeline on DIR/train")
+    p.add_argument("--fp32", action="store_true",
+                   help="run every setting without autocast (CPUs without native bf16 emulate it slowly)")
+    p.add_argument("--data", default=None, help="ImageFolder root: also time the input pipelines on DIR/train, "
+                   "alone and feeding training (each arch, last setting)")
+    p.add_argument("--pipelines", default="pil,tensor,gpu", help="comma-separated --data-backend values to time")
     p.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1))
-    p.add_argument("--loader-batches", type=int, default=20)
+    p.add_argument("--loader-batches", type=int, default=20, help="timed batches per pipeline measurement")
     p.add_argument("--json", default="benchmark.json", help="where to write all numbers")
     p.add_argument("--no-flops", action="store_true", help="skip the thop Param/FLOPs columns")
     args = p.parse_args(argv)
     args.archs = [a for a in args.archs.split(",") if a]
     args.settings = [s for s in args.settings.split(",") if s]
+    args.pipelines = [p for p in args.pipelines.split(",") if p]
     unknown = [a for a in args.archs if a not in list_models()] + [s for s in args.settings if s not in SETTINGS]
+    unknown += [p for p in args.pipelines if p not in ("pil", "tensor", "gpu")]
     if unknown:
         p.error(f"unknown arch or setting: {', '.join(unknown)}")
     return args
@@ -163,10 +214,12 @@ def main(argv=None) -> int:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     env = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-           "torch": torch.__version__, "batch_size": args.batch_size, "image_size": args.image_size}
+           "torch": torch.__version__, "batch_size": args.batch_size, "image_size": args.image_size,
+           "fp32": args.fp32}
     results = [measure(arch, setting, args, device) for arch in args.archs for setting in args.settings]
     counts = {} if args.no_flops else {a: count_params_macs(a, input_size=args.image_size) for a in args.archs}
-    print(f"# {env['device']}, torch {env['torch']}, batch {args.batch_size}, {args.image_size} px")
+    print(f"# {env['device']}, torch {env['torch']}, batch {args.batch_size}, {args.image_size} px"
+          + (", every setting in fp32" if args.fp32 else ""))
     print("| arch | setting | Param | FLOPs | train img/s | eval img/s | peak GiB |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
@@ -179,9 +232,13 @@ def main(argv=None) -> int:
         print("\n| ratio | train | eval |\n|---|---|---|")
         for row in rows:
             print(f"| {row['what']} | {row['train']:.3f} | {row['eval']:.3f} |")
-    pipeline = [loader_rate(args.data, backend, args) for backend in ("pil", "tensor")] if args.data else []
+    pipeline = [loader_rate(args, backend, device) for backend in args.pipelines] if args.data else []
     for p in pipeline:
-        print(f"input pipeline ({p['backend']}, {p['workers']} workers): {p['img_s']:.1f} img/s")
+        print(f"input pipeline alone ({p['backend']}, {p['workers']} workers): {p['img_s']:.1f} img/s")
+    for r in results:
+        for backend, rate in r.get("from_folder", {}).items():
+            print(f"{r['arch']} {r['setting']} training from {args.data} ({backend}): {rate:.1f} img/s, "
+                  f"{rate / r['train_img_s']:.3f} of synthetic")
     with open(args.json, "w") as f:
         json.dump({"env": env, "results": results, "ratios": rows, "counts": counts, "pipeline": pipeline}, f,
                   indent=2)

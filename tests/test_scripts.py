@@ -25,8 +25,11 @@ def test_benchmark_runs_on_cpu_and_reports_ratios(tmp_path):
     assert [r["what"] for r in report["ratios"]] == ["eca_resnet18 / resnet18 (official)"]
     assert report["counts"]["eca_resnet18"]["params"] == 11689556
     assert "| eca_resnet18 | official | 11.15M |" in result.stdout
-    assert [p["backend"] for p in report["pipeline"]] == ["pil", "tensor"]
+    assert [p["backend"] for p in report["pipeline"]] == ["pil", "tensor", "gpu"]
     assert all(p["img_s"] > 0 for p in report["pipeline"])
+    for r in report["results"]:  # training fed from the folder, through each pipeline
+        assert sorted(r["from_folder"]) == ["gpu", "pil", "tensor"] and all(v > 0 for v in r["from_folder"].values())
+    assert "eca_resnet18 official training from" in result.stdout and "of synthetic" in result.stdout
 
 
 def test_table3_script_prints_the_paper_columns():
