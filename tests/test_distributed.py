@@ -71,6 +71,17 @@ def test_evaluation_counts_every_image_once(tmp_path):
 def reference_weights(data, world_size, global_batch=48, seed=5, lr=0.01):
     """What training must compute, written out: the runner's seeding, then for each step the mean
     loss of every process's shard of the global batch, gradients averaged over processes, SGD."""
+    # The runs being checked compute with 2 threads (one process) or 1 thread per process (torchrun
+    # here): the same thread count gives the same reduction order in the CPU convolutions.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2 if world_size == 1 else 1)
+    try:
+        return _reference_steps(data, world_size, global_batch, seed, lr)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _reference_steps(data, world_size, global_batch, seed, lr):
     from torchvision import datasets
 
     from models import create_model

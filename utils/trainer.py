@@ -13,7 +13,7 @@ from models import CheckpointError
 from utils import checkpoint as ckpt
 from utils import cli
 from utils.attention_insight import log_attention
-from utils.data import build_train_loader
+from utils.data import build_train_loader, steps_per_epoch
 from utils.engine import NonFiniteLossError, evaluate, train_one_epoch
 from utils.preemption import StopRequest
 from utils.schedule import describe as describe_schedule
@@ -46,6 +46,8 @@ def train(runner, model, train_set, val_loader, criterion, numerics, args, ctx, 
     logger.save_args(cli.as_plain_dict(args))
     stop = StopRequest().install()
     should_stop = stop.checker(ctx.distributed, ctx.device, args.print_freq)
+    say(f"=> training epochs {start_epoch}-{args.epochs - 1}, {steps_per_epoch(train_loader)} steps each; "
+        "SIGTERM, SIGINT or SIGUSR1 stops after the current step with a resumable checkpoint")
     try:
         for epoch in range(start_epoch, args.epochs):
             seed_everything(args.seed, epoch)
