@@ -32,6 +32,16 @@ def test_benchmark_runs_on_cpu_and_reports_ratios(tmp_path):
     assert "eca_resnet18 official training from" in result.stdout and "of synthetic" in result.stdout
 
 
+def test_block_end_benchmark_runs_on_cpu():
+    result = run_script("scripts/benchmark_block_end.py", ["--cpu", "--batch", "2", "--channels", "16", "--size",
+                                                           "4", "--calls", "1", "--warmup", "1", "--repeats", "1",
+                                                           "--modes", "eager"])
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| eager |")]
+    assert [row.split(" | ")[1] for row in rows] == ["plain", "eca conv", "eca shifted", "eca fused"]
+    assert "| eager | plain | " in rows[0] and "(1.00x)" in rows[0]
+
+
 def test_table3_script_prints_the_paper_columns():
     result = run_script("scripts/table3_params_flops.py", [])
     assert result.returncode == 0, result.stderr

@@ -1,0 +1,109 @@
+"""Time the part of a residual block that ECA changes: BN -> (ECA) -> + identity -> ReLU, on a
+conv output of a given shape, for each ECA implementation against the same block end without ECA.
+
+    python scripts/benchmark_block_end.py                      # GPU if present: bf16, compiled and eager
+    python scripts/benchmark_block_end.py --cpu --fp32 --batch 8
+
+Convolutions dominate a whole network's time and the noise of its measurement; this isolates the
+memory-bound tail where ECA's cost lives, so each implementation's step can be seen. Forward and
+backward in training mode (batch statistics, running-statistic updates), and forward in eval mode.
+Medians of --repeats windows, synchronised; ratios are against the plain block end in the same run.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from models.attention import set_eca_implementation  # noqa: E402
+from models.resnet import Bottleneck  # noqa: E402
+
+VARIANTS = (("plain", None, "conv"), ("eca conv", "eca", "conv"), ("eca shifted", "eca", "shifted"),
+            ("eca fused", "eca", "fused"))
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_ms(fn, device, calls: int, warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync(device)
+        times.append((time.perf_counter() - start) / calls * 1e3)
+    return statistics.median(times)
+
+
+def measure(attention, impl, compiled: bool, args, device, dtype) -> dict:
+    torch.manual_seed(0)
+    planes = args.channels // Bottleneck.expansion
+    block = Bottleneck(args.channels, planes, attention=attention, k_size=args.k).to(device)
+    if attention:
+        set_eca_implementation(block, impl)
+    block = block.to(memory_format=torch.channels_last)
+    tail = torch.compile(block._finish) if compiled else block._finish
+    shape = (args.batch, args.channels, args.size, args.size)
+    make = lambda: torch.randn(shape, device=device, dtype=dtype or torch.float32).to(  # noqa: E731
+        memory_format=torch.channels_last).requires_grad_(True)
+    x, identity = make(), make()
+    grad = torch.randn(shape, device=device, dtype=dtype or torch.float32).to(memory_format=torch.channels_last)
+
+    def train_call():
+        x.grad = identity.grad = None  # no accumulation pass into old gradients
+        out = tail(x, block.bn3, identity)
+        out.backward(grad)
+
+    @torch.no_grad()
+    def eval_call():
+        tail(x, block.bn3, identity)
+
+    block.train()
+    train = median_ms(train_call, device, args.calls, args.warmup, args.repeats)
+    block.eval()
+    evaluation = median_ms(eval_call, device, args.calls, args.warmup, args.repeats)
+    return {"train_ms": train, "eval_ms": evaluation}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--channels", type=int, default=256, help="block output channels (256: ResNet-50 stage 1)")
+    p.add_argument("--size", type=int, default=56, help="spatial size (56: ResNet-50 stage 1 at 224 px)")
+    p.add_argument("--k", type=int, default=3, help="ECA kernel size")
+    p.add_argument("--calls", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--cpu", action="store_true")
+    p.add_argument("--fp32", action="store_true", help="fp32 tensors (default on GPU: bf16, as autocast gives)")
+    p.add_argument("--modes", default="eager,compiled")
+    args = p.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    dtype = None if args.fp32 or device.type == "cpu" else torch.bfloat16
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"# {name}, torch {torch.__version__}, block end on ({args.batch}, {args.channels}, {args.size}, "
+          f"{args.size}) {'bf16' if dtype else 'fp32'}, k={args.k}; ms per call (ratio to plain)")
+    print("| mode | variant | train fwd+bwd ms | eval fwd ms |\n|---|---|---|---|")
+    for mode in args.modes.split(","):
+        plain = None
+        for label, attention, impl in VARIANTS:
+            # fused is measured eager too: it shows why --eca-impl auto picks it only under the compiler.
+            r = measure(attention, impl, mode == "compiled", args, device, dtype)
+            plain = plain or r
+            print(f"| {mode} | {label} | {r['train_ms']:.3f} ({r['train_ms'] / plain['train_ms']:.2f}x) | "
+                  f"{r['eval_ms']:.3f} ({r['eval_ms'] / plain['eval_ms']:.2f}x) |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
