@@ -70,3 +70,15 @@ def test_colour_carries_no_class_information():
         means.append([sum(p[c] for p in pixels) / len(pixels) for c in range(3)])
     spread = max(max(m[c] for m in means) - min(m[c] for m in means) for c in range(3))
     assert spread < 45, means
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_only_the_first_process_announces_the_builtin_dataset(tmp_path, monkeypatch, capsys, rank):
+    import main
+    from utils.runner import prepare_args
+
+    monkeypatch.setattr(builtin_dataset, "ensure_builtin_dataset", lambda: tmp_path)
+    monkeypatch.setenv("RANK", rank)
+    args, _ = prepare_args(["-a", "eca_resnet18"], main.RECIPE, main.BUILTIN, "")
+    assert args.data == str(tmp_path)
+    assert ("no DIR given" in capsys.readouterr().err) == (rank == "0")

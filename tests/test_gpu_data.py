@@ -117,3 +117,15 @@ def test_cli_trains_and_evaluates_with_the_gpu_pipeline(tmp_path, capsys):
         assert f"data_backend={backend}" in out
         results[backend] = re.search(r"Prec@1 (\S+) Prec@5 (\S+)\n=> 9 images, loss (\S+)", out).groups()
     assert results["gpu"] == results["tensor"]
+
+
+def test_a_batch_survives_the_pin_memory_step_of_cuda_loaders(tmp_path):
+    """On CUDA the loader passes every batch through pin_memory: the EncodedBatch must come out as an
+    EncodedBatch holding the same samples (its tensors live inside the samples, left as they are)."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    path = photo_like(tmp_path / "a.jpg", size=(60, 50))
+    batch = EncodedBatch([TrainPlan(32)(read_encoded(str(path))), EvalPlan(32, 36)(read_encoded(str(path)))])
+    pinned = pin_memory(batch)
+    assert isinstance(pinned, EncodedBatch) and len(pinned) == 2
+    assert all(a is b for a, b in zip(pinned, batch))

@@ -127,7 +127,8 @@ class DeviceJpegDecoder:
         if self._stream is None:
             return self._decode(batch)
         main = torch.cuda.current_stream(self.device)
-        self._stream.wait_stream(main)
+        # No wait on the main stream first: the inputs are host memory, and the caching allocator keeps
+        # each stream's blocks apart, so decoding can start while the previous step still runs.
         with torch.cuda.stream(self._stream):
             images = self._decode(batch)
         main.wait_stream(self._stream)

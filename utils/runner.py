@@ -79,12 +79,19 @@ def prepare_args(argv: Optional[Sequence[str]], recipe: Dict, builtin: Dict, des
 
         cli.apply_defaults(args, builtin, explicit)
         args.data = str(ensure_builtin_dataset())
-        print(f"=> no DIR given: using the built-in demo dataset at {args.data} "
-              "(10 classes of shapes, 64 px)", file=sys.stderr)
+        if _launch_rank(args) == 0:
+            print(f"=> no DIR given: using the built-in demo dataset at {args.data} "
+                  "(10 classes of shapes, 64 px)", file=sys.stderr)
     if args.workers is None:
         args.workers = cli.default_workers(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     cli.validate(args)
     return args, explicit
+
+
+def _launch_rank(args) -> int:
+    """This process's rank before the process group exists: torchrun's RANK, or the official manual
+    launch's --rank; 0 for a single process."""
+    return int(os.environ.get("RANK", max(args.rank, 0)))
 
 
 def read_start_checkpoint(args, explicit, say):
@@ -97,7 +104,7 @@ def read_start_checkpoint(args, explicit, say):
     return checkpoint, state_dict, path
 
 
-def class_count_and_remap(args, val_set, train_set, checkpoint) -> None:
+def class_count_and_remap(args, val_set, train_set, checkpoint, warn=print) -> None:
     """Choose num_classes and, for evaluation with a checkpoint that names its classes, map the val
     folder's indices to the checkpoint's (a val folder may hold a subset of the classes)."""
     classes = getattr(train_set or val_set, "classes", None)
@@ -115,9 +122,9 @@ def class_count_and_remap(args, val_set, train_set, checkpoint) -> None:
         val_set.target_transform = TargetRemap({i: position[c] for i, c in enumerate(val_set.classes)})
     elif train_set is None and classes and not names and len(classes) != args.num_classes:
         # Official checkpoints do not name their classes: targets are the folder's sorted positions.
-        print(f"warning: val/ has {len(classes)} class folders but the model {args.num_classes} outputs; targets are "
-              "the folders' sorted positions, so use the full, sorted class list (e.g. all 1000 ImageNet folders)",
-              file=sys.stderr)
+        warn(f"warning: val/ has {len(classes)} class folders but the model {args.num_classes} outputs; targets are "
+             "the folders' sorted positions, so use the full, sorted class list (e.g. all 1000 ImageNet folders)",
+             file=sys.stderr)
 
 
 def write_predictions(path: str, rows, val_set) -> None:
@@ -169,7 +176,7 @@ def _run(args, explicit, ctx: DistContext) -> int:
             args.seed = broadcast_object(random.SystemRandom().randrange(2 ** 31))
     args.data_backend = resolve_backend(args, ctx.device)
     train_set, val_set = build_datasets(args, need_train=not args.evaluate, backend=args.data_backend)
-    class_count_and_remap(args, val_set, train_set, checkpoint)
+    class_count_and_remap(args, val_set, train_set, checkpoint, warn=say)
 
     seed_everything(args.seed, 0)
     model = build_model(args, state_dict, source)
