@@ -30,9 +30,10 @@ def can_fuse(bn: nn.Module, attention: nn.Module) -> bool:
 
 def _batch_statistics(bn: nn.BatchNorm2d, x32: torch.Tensor, sample_means: torch.Tensor):
     """Batch mean and biased variance from one pass, updating the running statistics as BN does.
-    Sums are taken around the running mean, a per-channel constant, so E[x^2] - E[x]^2 does not
-    cancel catastrophically when the activations' mean is large against their spread."""
-    shift = bn.running_mean.detach().to(x32.dtype)[None, :, None, None]
+    Squares are summed around a per-channel value of this batch (its first pixel), so that
+    E[x^2] - E[x]^2 does not cancel catastrophically when the activations' mean is large against
+    their spread; the running mean would not do at the first steps, when it is still 0."""
+    shift = x32[:1, :, :1, :1].detach()
     centred_sq = (x32 - shift).square().mean((2, 3))  # (N, C): same reduction pass as sample_means
     count = x32.shape[0] * x32.shape[2] * x32.shape[3]
     mean_from_shift = sample_means.mean(0) - shift.flatten()

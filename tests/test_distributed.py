@@ -175,3 +175,26 @@ def test_official_manual_launch_flags(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
     assert "processes=2" in outputs[0][0] and outputs[1][0] == ""
     assert (tmp_path / "run" / "checkpoint.pth.tar").exists()
+
+
+def test_fused_eca_trains_like_the_reference_under_ddp(tmp_path):
+    """Two processes, same seed and data: --eca-impl fused ends a training step with the weights and
+    BN running statistics of --eca-impl conv (same function; only float rounding differs). One step:
+    on these flat-colour images training is so ill-conditioned that by the third step the reference's
+    own float32 gradients are 10% away from float64's (measured), so longer runs would compare noise."""
+    data = make_image_folder(tmp_path / "data", train_per_class=16, val_per_class=2)
+    common = ["-a", "eca_resnet18", "--epochs", "1", "--seed", "7", "--lr", "0.01", "-b", "48", "--crop-size", "32",
+              "--val-resize", "36", "-j", "0", "--no-progress", "--no-tensorboard", data]
+    states = {}
+    for impl in ("conv", "fused"):
+        result = torchrun("main.py", [*common, "--eca-impl", impl, "--output-dir", str(tmp_path / impl)])
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"eca_impl={impl}" in result.stdout
+        states[impl] = load(tmp_path / impl / "checkpoint.pth.tar")["state_dict"]
+    assert states["conv"].keys() == states["fused"].keys()
+    for key, reference in states["conv"].items():
+        if reference.is_floating_point():
+            scale = reference.norm().clamp_min(1e-12)
+            assert ((states["fused"][key] - reference).norm() / scale).item() < 1e-4, key
+        else:
+            assert torch.equal(states["fused"][key], reference), key
