@@ -129,3 +129,13 @@ def test_a_batch_survives_the_pin_memory_step_of_cuda_loaders(tmp_path):
     pinned = pin_memory(batch)
     assert isinstance(pinned, EncodedBatch) and len(pinned) == 2
     assert all(a is b for a, b in zip(pinned, batch))
+
+
+def test_decoder_output_layout_conversion():
+    """What the nvImageCodec path does to its (H, W, C) images, checked on CPU tensors."""
+    from utils.gpu_data import _hwc_to_rgb_chw
+
+    rgb = torch.arange(2 * 3 * 3, dtype=torch.uint8).view(2, 3, 3)
+    assert torch.equal(_hwc_to_rgb_chw(rgb), rgb.permute(2, 0, 1))
+    gray = torch.arange(6, dtype=torch.uint8).view(2, 3, 1)
+    assert torch.equal(_hwc_to_rgb_chw(gray), gray.permute(2, 0, 1).expand(3, 2, 3))

@@ -159,8 +159,8 @@ class DeviceJpegDecoder:
         if self._nvimgcodec is not None:
             decoder, params = self._nvimgcodec
             stream = torch.cuda.current_stream(self.device).cuda_stream
-            images = decoder.decode([data.numpy() for data in encoded], params=params, cuda_stream=stream)
-            return [None if image is None else torch.from_dlpack(image).permute(2, 0, 1) for image in images]
+            images = decoder.decode([data.numpy().tobytes() for data in encoded], params=params, cuda_stream=stream)
+            return [None if image is None else _hwc_to_rgb_chw(torch.from_dlpack(image)) for image in images]
         target = self.device if self.device.type == "cuda" else "cpu"
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision.io")
@@ -175,6 +175,12 @@ class DeviceJpegDecoder:
                 except RuntimeError:
                     out.append(None)
             return out
+
+
+def _hwc_to_rgb_chw(image: torch.Tensor) -> torch.Tensor:
+    """nvImageCodec's (H, W, C) output as (3, H, W); a single channel (grayscale) is repeated."""
+    image = image.permute(2, 0, 1)
+    return image.expand(3, -1, -1) if image.shape[0] == 1 else image
 
 
 def _decode_on_host(sample: EncodedImage) -> Optional[torch.Tensor]:
