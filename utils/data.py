@@ -99,9 +99,9 @@ def collate_samples(batch):
     skipped = len(batch) - len(kept)
     if not kept:
         return None, None, [], skipped
-    if type(kept[0][0]).__name__ == "EncodedImage":  # the gpu pipeline: decoded later, on the device
-        from .gpu_data import EncodedBatch
+    from .gpu_data import EncodedBatch, EncodedImage  # here: gpu_data itself imports this module
 
+    if isinstance(kept[0][0], EncodedImage):  # the gpu pipeline: decoded later, on the device
         images = EncodedBatch(sample[0] for sample in kept)
         targets, indices = default_collate([sample[1:] for sample in kept])
         return images, targets, indices.tolist(), skipped

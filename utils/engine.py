@@ -10,9 +10,9 @@ from tqdm import tqdm
 
 from .data import steps_per_epoch
 from .distributed import all_gather_objects, all_reduce_sum
+from .gpu_data import DeviceJpegDecoder, EncodedBatch
 from .metrics import MetricSums
 from .schedule import lr_at
-from .gpu_data import DeviceJpegDecoder, EncodedBatch
 from .tensor_data import DeviceNormalize
 
 
