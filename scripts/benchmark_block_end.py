@@ -11,9 +11,7 @@ Medians of --repeats windows, synchronised; ratios are against the plain block e
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 
@@ -21,28 +19,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from models.attention import set_eca_implementation  # noqa: E402
 from models.resnet import Bottleneck  # noqa: E402
+from scripts.benchmark import timed_rate  # noqa: E402
 
 VARIANTS = (("plain", None, "conv"), ("eca conv", "eca", "conv"), ("eca shifted", "eca", "shifted"),
             ("eca fused", "eca", "fused"))
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def median_ms(fn, device, calls: int, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        sync(device)
-        times.append((time.perf_counter() - start) / calls * 1e3)
-    return statistics.median(times)
+    """Median milliseconds per call, from the whole-model benchmark's synchronised timing windows."""
+    return 1e3 / timed_rate(fn, 1, device, calls, warmup, repeats)
 
 
 def measure(attention, impl, compiled: bool, args, device, dtype) -> dict:
