@@ -86,12 +86,18 @@ class LoaderSamples(Dataset):
             image, target = self.dataset[index]
         except DECODE_ERRORS as exc:
             path = self.dataset.samples[index][0] if hasattr(self.dataset, "samples") else f"#{index}"
-            if not self.skip_corrupt:
-                raise CorruptImageError(f"cannot decode {path} ({exc}): replace or remove the file, or pass "
-                                        "--skip-corrupt to leave it out of the evaluation") from None
-            print(f"warning: skipping unreadable image {path} ({exc})", file=sys.stderr)
-            return None
+            return skip_unreadable(path, exc, self.skip_corrupt)
         return image, target, index
+
+
+def skip_unreadable(path: str, exc: Exception, skip_corrupt: bool) -> None:
+    """An image no decoder could read: a warning and None when skipping is allowed (training, or
+    --skip-corrupt), else CorruptImageError, since leaving it out would change an evaluation."""
+    if not skip_corrupt:
+        raise CorruptImageError(f"cannot decode {path} ({exc}): replace or remove the file, or pass "
+                                "--skip-corrupt to leave it out of the evaluation") from None
+    print(f"warning: skipping unreadable image {path} ({exc})", file=sys.stderr)
+    return None
 
 
 def collate_samples(batch):

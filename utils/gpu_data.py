@@ -9,7 +9,6 @@ pipeline does. On the device, JPEGs are decoded by nvImageCodec when `nvidia-nvi
 installed, else by torchvision's nvJPEG binding; on a CPU device torchvision decodes them in the main
 process (slow: that is for tests). Resizing is bilinear with antialiasing, as in the `tensor` pipeline.
 """
-import sys
 import warnings
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -18,7 +17,7 @@ import torch
 from torchvision import io, transforms
 from torchvision.transforms.v2 import functional as F
 
-from .data import CorruptImageError
+from .data import DECODE_ERRORS, skip_unreadable
 from .jpeg_header import read_jpeg_info
 from .tensor_data import decode_rgb_bytes, eval_transform_uint8, train_transform_uint8
 
@@ -187,12 +186,8 @@ def _decode_on_host(sample: EncodedImage) -> Optional[torch.Tensor]:
     """Second chance for a JPEG the device decoder rejected: PIL on the host. None if that fails too."""
     try:
         return decode_rgb_bytes(bytes(sample.data.numpy()))
-    except (OSError, ValueError, SyntaxError) as exc:
-        if not sample.skip_corrupt:
-            raise CorruptImageError(f"cannot decode {sample.path} ({exc}): replace or remove the file, or pass "
-                                    "--skip-corrupt to leave it out of the evaluation") from None
-        print(f"warning: skipping unreadable image {sample.path} ({exc})", file=sys.stderr)
-        return None
+    except DECODE_ERRORS as exc:
+        return skip_unreadable(sample.path, exc, sample.skip_corrupt)
 
 
 def nvimgcodec_available() -> bool:
