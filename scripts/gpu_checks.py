@@ -17,15 +17,14 @@ import os
 import sys
 import tempfile
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from models.attention import set_eca_implementation  # noqa: E402
 from models.resnet import Bottleneck  # noqa: E402
+from scripts.make_jpeg_folder import make_image  # noqa: E402
 from utils.gpu_data import DeviceJpegDecoder, EncodedBatch, EvalPlan, TrainPlan, read_encoded  # noqa: E402
 from utils.gpu_data import nvimgcodec_available  # noqa: E402
 
@@ -72,19 +71,12 @@ def check_fused_eca(device) -> list:
     return rows
 
 
-def photo_like(path: str, size, seed: int) -> str:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size[1], 0:size[0]]
-    base = np.stack([x * 255 / size[0], y * 255 / size[1], (x + y) % 64 * 4], -1)
-    Image.fromarray(np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)).save(path, quality=90)
-    return path
-
-
 def check_decoders(device) -> list:
     rows = []
     folder = tempfile.mkdtemp()
-    paths = [photo_like(os.path.join(folder, f"{i}.jpg"), size, i)
-             for i, size in enumerate([(500, 375), (375, 500), (333, 500), (640, 480)] * 4)]
+    paths = [os.path.join(folder, f"{i}.jpg") for i in range(16)]
+    for seed, path in enumerate(paths):
+        make_image(path, seed)  # ImageNet-sized, several aspect ratios
     backends = ["torchvision"] + (["nvimgcodec"] if nvimgcodec_available() else [])
     for plan_name, plan in (("train", TrainPlan(224)), ("eval", EvalPlan(224, 256))):
         torch.manual_seed(0)
