@@ -10,13 +10,15 @@ from typing import Optional
 import torch
 from torch import nn
 
+from utils.errors import UserError
+
 
 ECA_IMPLEMENTATIONS = ("conv", "shifted", "fused")
 
 
 def check_eca_impl(impl: str) -> str:
     if impl not in ECA_IMPLEMENTATIONS:
-        raise ValueError(f"unknown ECA implementation {impl!r}; expected one of {ECA_IMPLEMENTATIONS}")
+        raise UserError(f"unknown ECA implementation {impl!r}; expected one of {ECA_IMPLEMENTATIONS}")
     return impl
 
 
@@ -55,25 +57,24 @@ class ECA(nn.Module):
 
 
 class ECANonShared(nn.Module):
-    """ECA-NS (paper Table 1): like ECA, but every channel owns its k weights, i.e. a depthwise
-    convolution over each channel's k-neighbourhood of pooled channel descriptors."""
+    """ECA-NS (paper Table 1): like ECA, but every channel owns its k weights. As in the official `eca_ns`
+    layer, the pooled descriptors are unfolded into each channel's k-neighbourhood and a grouped Conv1d
+    (weight `conv.weight` of shape [C, 1, k], one group per channel) weighs them, so the state_dict keys
+    and shapes, the function and the initial distribution are the official layer's."""
 
     def __init__(self, channels: int, k_size: int = 3):
         super().__init__()
         self.channels = channels
         self.k_size = k_size
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.weight = nn.Parameter(torch.empty(channels, k_size))
-        # Same fan-in as a Conv1d(1, 1, k) so both variants start from comparable scales.
-        bound = 1.0 / k_size ** 0.5
-        nn.init.uniform_(self.weight, -bound, bound)
+        self.conv = nn.Conv1d(channels, channels, kernel_size=k_size, groups=channels, bias=False)
         self.sigmoid = nn.Sigmoid()
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         pad = (self.k_size - 1) // 2
         y = nn.functional.pad(self.avg_pool(x).flatten(1), (pad, pad))  # (N, C + k - 1)
-        neighbourhoods = y.unfold(1, self.k_size, 1)  # (N, C, k)
-        return self.sigmoid((neighbourhoods * self.weight).sum(-1))[:, :, None, None]
+        neighbourhoods = y.unfold(1, self.k_size, 1)  # (N, C, k): channel c sees channels c-pad .. c+pad
+        return self.sigmoid(self.conv(neighbourhoods))[:, :, :, None]  # conv output (N, C, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x).to(x.dtype)
@@ -127,7 +128,9 @@ class CBAM(nn.Module):
 
 
 def set_eca_implementation(model: nn.Module, impl: str) -> nn.Module:
-    """Switch every ECA layer of `model` to `impl` (same parameters, same function):
+    """Switch every ECA layer of `model` to `impl` (same parameters, same function). Runs choose the form
+    when they build the model (create_model(..., eca_impl=)); this is for tools that compare forms on one
+    set of weights:
     conv: the reference Conv1d over pooled channels (the form thop counts);
     shifted: the gate as k shifted sums (ECA.gate_from_means), fusable by torch.compile;
     fused: additionally, the blocks compute BN + ECA + residual in two passes (models/fused_eca.py)."""
@@ -141,13 +144,14 @@ def set_eca_implementation(model: nn.Module, impl: str) -> nn.Module:
 ATTENTION_KINDS = ("eca", "eca_ns", "se", "cbam")
 
 
-def make_attention(kind: Optional[str], channels: int, k_size: int = 3, reduction: int = 16) -> Optional[nn.Module]:
+def make_attention(kind: Optional[str], channels: int, k_size: int = 3, reduction: int = 16,
+                   eca_impl: str = "conv") -> Optional[nn.Module]:
     """Build the attention layer `kind` for `channels` channels; None means a plain backbone.
-    k_size applies to the ECA kinds, reduction to SE and CBAM."""
+    k_size and eca_impl apply to the ECA kinds, reduction to SE and CBAM."""
     if kind is None:
         return None
     if kind == "eca":
-        return ECA(channels, k_size)
+        return ECA(channels, k_size, eca_impl)
     if kind == "eca_ns":
         return ECANonShared(channels, k_size)
     if kind == "se":

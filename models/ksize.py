@@ -10,6 +10,8 @@ Accepted forms of `k_size` (ResNets have one value per stage, four stages):
 import math
 from typing import List, Sequence, Union
 
+from utils.errors import UserError
+
 ADAPTIVE = "adaptive"
 KSize = Union[None, int, str, Sequence[int]]
 
@@ -26,13 +28,13 @@ def _check_values(original, values: List[int], num_stages: int) -> List[int]:
     if len(values) == 1:
         values = values * num_stages
     if len(values) != num_stages:
-        raise ValueError(
+        raise UserError(
             f"invalid k_size {original!r}: got {len(values)} kernel sizes, expected {num_stages} "
             f"(one per stage) or a single value for all stages; {_FORMS}"
         )
     bad = [k for k in values if k <= 0 or k % 2 == 0]
     if bad:
-        raise ValueError(
+        raise UserError(
             f"invalid k_size {original!r}: kernel sizes must be odd and positive "
             f"(so the 1-D convolution keeps the channel count), got {bad}; {_FORMS}"
         )
@@ -44,7 +46,7 @@ def parse_ksize(value: KSize, num_stages: int = 4) -> Union[None, str, List[int]
     if value is None:
         return None
     if isinstance(value, bool):
-        raise ValueError(f"invalid k_size {value!r}; {_FORMS}")
+        raise UserError(f"invalid k_size {value!r}; {_FORMS}")
     if isinstance(value, int):
         return _check_values(value, [value], num_stages)
     if isinstance(value, str):
@@ -59,13 +61,13 @@ def parse_ksize(value: KSize, num_stages: int = 4) -> Union[None, str, List[int]
             else:
                 raise ValueError
         except ValueError:
-            raise ValueError(f"invalid k_size {value!r}: not a list of integers; {_FORMS}") from None
+            raise UserError(f"invalid k_size {value!r}: not a list of integers; {_FORMS}") from None
         return _check_values(value, values, num_stages)
     if isinstance(value, (list, tuple)):
         if not all(isinstance(k, int) and not isinstance(k, bool) for k in value):
-            raise ValueError(f"invalid k_size {value!r}: every entry must be an int; {_FORMS}")
+            raise UserError(f"invalid k_size {value!r}: every entry must be an int; {_FORMS}")
         return _check_values(value, list(value), num_stages)
-    raise ValueError(f"invalid k_size {value!r} of type {type(value).__name__}; {_FORMS}")
+    raise UserError(f"invalid k_size {value!r} of type {type(value).__name__}; {_FORMS}")
 
 
 def format_ksize(values: Sequence[int]) -> str:

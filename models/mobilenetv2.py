@@ -8,11 +8,13 @@ from typing import List, Optional
 
 from torch import nn
 
+from utils.errors import UserError
+
 from .attention import make_attention
 from .fused_eca import bn_eca_residual, can_fuse
 from .ksize import ADAPTIVE, adaptive_kernel_size, parse_ksize
-from .pretrained import apply_pretrained
 from .registry import register_model
+from .weights import apply_pretrained
 
 # (expansion t, output channels c, repeats n, first stride s), from the MobileNetV2 paper, Table 2.
 INVERTED_RESIDUAL_SETTING = (
@@ -41,7 +43,8 @@ def conv_bn_relu6(inp: int, out: int, kernel: int = 3, stride: int = 1, groups: 
 
 
 class InvertedResidual(nn.Module):
-    def __init__(self, inp: int, out: int, stride: int, expand_ratio: int, attention: Optional[str], k_size: int):
+    def __init__(self, inp: int, out: int, stride: int, expand_ratio: int, attention: Optional[str], k_size: int,
+                 eca_impl: str = "conv"):
         super().__init__()
         hidden = int(round(inp * expand_ratio))
         self.use_residual = stride == 1 and inp == out
@@ -53,7 +56,7 @@ class InvertedResidual(nn.Module):
             nn.Conv2d(hidden, out, 1, bias=False),
             nn.BatchNorm2d(out),
         ]
-        attn = make_attention(attention, out, k_size, reduction=SE_REDUCTION)
+        attn = make_attention(attention, out, k_size, reduction=SE_REDUCTION, eca_impl=eca_impl)
         if attn is not None:
             layers.append(attn)
         self.conv = nn.Sequential(*layers)
@@ -71,7 +74,7 @@ class InvertedResidual(nn.Module):
 
 class MobileNetV2(nn.Module):
     def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, attention: Optional[str] = None,
-                 k_size=None, dropout: float = 0.25):
+                 k_size=None, dropout: float = 0.25, eca_impl: str = "conv"):
         super().__init__()
         self.attention = attention
         parsed = parse_ksize(k_size, num_stages=1)
@@ -88,7 +91,7 @@ class MobileNetV2(nn.Module):
             else:
                 k = parsed[0]
             for i in range(n):
-                features.append(InvertedResidual(inp, out, s if i == 0 else 1, t, attention, k))
+                features.append(InvertedResidual(inp, out, s if i == 0 else 1, t, attention, k, eca_impl))
                 self.k_size.append(k)
                 inp = out
         features.append(conv_bn_relu6(inp, self.last_channel, kernel=1))
@@ -117,23 +120,26 @@ class MobileNetV2(nn.Module):
         return self.classifier(self.forward_features(x).mean((2, 3)))
 
 
+def _no_ksize(name: str, k_size) -> None:
+    if k_size is not None:
+        raise UserError(f"{name} has no ECA layer, so k_size={k_size!r} does not apply; drop --ksize")
+
+
 @register_model("mobilenet")
-def eca_mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0):
+def eca_mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0, eca_impl="conv"):
     """ECA-MobileNetV2; k_size None keeps the released rule (1 below 96 channels, else 3),
     or give one odd int for every block, or 'adaptive' for ψ(C)."""
-    model = MobileNetV2(num_classes, width_mult, attention="eca", k_size=k_size)
+    model = MobileNetV2(num_classes, width_mult, attention="eca", k_size=k_size, eca_impl=eca_impl)
     return apply_pretrained(model, pretrained)
 
 
 @register_model("mobilenet")
-def mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0):
-    if k_size is not None:
-        raise ValueError(f"mobilenet_v2 has no ECA layer, so k_size={k_size!r} does not apply; drop --ksize")
+def mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0, eca_impl="conv"):
+    _no_ksize("mobilenet_v2", k_size)
     return apply_pretrained(MobileNetV2(num_classes, width_mult), pretrained)
 
 
 @register_model("mobilenet")
-def se_mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0):
-    if k_size is not None:
-        raise ValueError(f"se_mobilenet_v2 has no ECA layer, so k_size={k_size!r} does not apply; drop --ksize")
+def se_mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0, eca_impl="conv"):
+    _no_ksize("se_mobilenet_v2", k_size)
     return apply_pretrained(MobileNetV2(num_classes, width_mult, attention="se"), pretrained)

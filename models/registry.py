@@ -6,6 +6,8 @@ architectures (a defect of the official CLI, which listed every callable).
 import difflib
 from typing import Callable, Dict, List, Optional
 
+from utils.errors import UserError
+
 _MODELS: Dict[str, Callable] = {}
 _FAMILIES: Dict[str, str] = {}
 
@@ -46,7 +48,7 @@ def unknown_model_message(name: str) -> str:
 
 def check_model_name(name: str) -> None:
     if name not in _MODELS:
-        raise ValueError(unknown_model_message(name))
+        raise UserError(unknown_model_message(name))
 
 
 def create_model(name: str, **kwargs):

@@ -10,9 +10,13 @@ from typing import List, Optional, Sequence, Type, Union
 
 from torch import nn
 
+from utils.errors import UserError
+
 from .attention import make_attention
 from .fused_eca import bn_eca_residual, can_fuse
 from .ksize import ADAPTIVE, adaptive_kernel_size, parse_ksize
+from .registry import register_model
+from .weights import apply_pretrained
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -22,10 +26,10 @@ def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 class _AttentionMixin:
     """Holds the optional attention layer under the name of its kind."""
 
-    def _set_attention(self, kind: Optional[str], channels: int, k_size: int) -> None:
+    def _set_attention(self, kind: Optional[str], channels: int, k_size: int, eca_impl: str) -> None:
         self.attention_name = kind
         if kind is not None:
-            self.add_module(kind, make_attention(kind, channels, k_size))
+            self.add_module(kind, make_attention(kind, channels, k_size, eca_impl=eca_impl))
 
     def _finish(self, conv_out, bn: nn.BatchNorm2d, identity):
         """relu(attention(bn(conv_out)) + identity): the block's end, in the fused form when the
@@ -42,14 +46,14 @@ class _AttentionMixin:
 class BasicBlock(_AttentionMixin, nn.Module):
     expansion = 1
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, attention=None, k_size=3):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, attention=None, k_size=3, eca_impl="conv"):
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
-        self._set_attention(attention, planes, k_size)
+        self._set_attention(attention, planes, k_size, eca_impl)
         self.downsample = downsample
 
     def forward(self, x):
@@ -61,7 +65,7 @@ class BasicBlock(_AttentionMixin, nn.Module):
 class Bottleneck(_AttentionMixin, nn.Module):
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, attention=None, k_size=3):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, attention=None, k_size=3, eca_impl="conv"):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -70,7 +74,7 @@ class Bottleneck(_AttentionMixin, nn.Module):
         self.conv3 = nn.Conv2d(planes, planes * 4, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4)
         self.relu = nn.ReLU(inplace=True)
-        self._set_attention(attention, planes * 4, k_size)
+        self._set_attention(attention, planes * 4, k_size, eca_impl)
         self.downsample = downsample
 
     def forward(self, x):
@@ -86,9 +90,10 @@ STAGE_WIDTHS = (64, 128, 256, 512)
 
 class ResNet(nn.Module):
     def __init__(self, block: Block, layers: Sequence[int], num_classes: int = 1000,
-                 attention: Optional[str] = None, k_size: Sequence[int] = (3, 3, 3, 3)):
+                 attention: Optional[str] = None, k_size: Sequence[int] = (3, 3, 3, 3), eca_impl: str = "conv"):
         super().__init__()
         self.attention = attention
+        self.eca_impl = eca_impl
         self.k_size = list(k_size)
         self.inplanes = 64
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
@@ -109,9 +114,10 @@ class ResNet(nn.Module):
                 nn.Conv2d(self.inplanes, planes * block.expansion, kernel_size=1, stride=stride, bias=False),
                 nn.BatchNorm2d(planes * block.expansion),
             )
-        layers = [block(self.inplanes, planes, stride, downsample, attention, k_size)]
+        layers = [block(self.inplanes, planes, stride, downsample, attention, k_size, self.eca_impl)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes, attention=attention, k_size=k_size) for _ in range(1, blocks)]
+        layers += [block(self.inplanes, planes, attention=attention, k_size=k_size, eca_impl=self.eca_impl)
+                   for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def _init_weights(self) -> None:
@@ -142,3 +148,54 @@ def resolve_resnet_ksize(k_size, default: Sequence[int], block: Block) -> List[i
         # Every block of a stage has the same output width, so ψ(C) is constant per stage.
         return [adaptive_kernel_size(w * block.expansion) for w in STAGE_WIDTHS]
     return parsed
+
+
+# depth -> (block, blocks per stage, released ECA kernel sizes per stage: the official model zoo, SPEC §4)
+DEPTHS = {
+    18: (BasicBlock, (2, 2, 2, 2), (3, 5, 7, 7)),
+    34: (BasicBlock, (3, 4, 6, 3), (3, 3, 5, 7)),
+    50: (Bottleneck, (3, 4, 6, 3), (3, 5, 5, 7)),
+    101: (Bottleneck, (3, 4, 23, 3), (3, 3, 5, 7)),
+    152: (Bottleneck, (3, 8, 36, 3), (3, 3, 5, 7)),
+}
+
+# Every registered ResNet: name -> (depth, attention kind). ECA and its ablation ECA-NS; the paper's
+# comparison models (Table 3): plain and SE (r = 16) at every depth, CBAM for R-50 and R-101.
+RESNET_VARIANTS = {
+    "eca_resnet18": (18, "eca"), "eca_resnet34": (34, "eca"), "eca_resnet50": (50, "eca"),
+    "eca_resnet101": (101, "eca"), "eca_resnet152": (152, "eca"),
+    "eca_ns_resnet50": (50, "eca_ns"),
+    "resnet18": (18, None), "resnet34": (34, None), "resnet50": (50, None), "resnet101": (101, None),
+    "resnet152": (152, None),
+    "se_resnet18": (18, "se"), "se_resnet34": (34, "se"), "se_resnet50": (50, "se"), "se_resnet101": (101, "se"),
+    "se_resnet152": (152, "se"),
+    "cbam_resnet50": (50, "cbam"), "cbam_resnet101": (101, "cbam"),
+}
+KSIZE_KINDS = ("eca", "eca_ns")
+
+
+def build_resnet(name: str, k_size=None, num_classes: int = 1000, pretrained=False, eca_impl: str = "conv") -> ResNet:
+    """The registered ResNet `name`; see the factories' docstring for the arguments."""
+    depth, attention = RESNET_VARIANTS[name]
+    block, layers, released = DEPTHS[depth]
+    if attention not in KSIZE_KINDS and k_size is not None:
+        raise UserError(f"{name} has no ECA layer, so k_size={k_size!r} does not apply; drop --ksize")
+    kernels = resolve_resnet_ksize(k_size, released, block)
+    model = ResNet(block, layers, num_classes=num_classes, attention=attention, k_size=kernels, eca_impl=eca_impl)
+    return apply_pretrained(model, pretrained)
+
+
+def _factory(name: str):
+    def factory(k_size=None, num_classes=1000, pretrained=False, eca_impl="conv"):
+        return build_resnet(name, k_size, num_classes, pretrained, eca_impl)
+
+    depth, attention = RESNET_VARIANTS[name]
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = (f"{name}: ResNet-{depth} with {attention or 'no'} attention. The official call shape: "
+                       f"{name}(k_size=[3, 5, 5, 7], num_classes=1000, pretrained=False); k_size takes any form of "
+                       "models/ksize.py (ECA kinds only), pretrained a checkpoint path, eca_impl the ECA form.")
+    return register_model("resnet")(factory)
+
+
+# The factories, importable by name as in the official code: `from models import eca_resnet50`.
+globals().update({name: _factory(name) for name in RESNET_VARIANTS})

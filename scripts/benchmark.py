@@ -25,18 +25,24 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from models import create_model, list_models  # noqa: E402
-from models.attention import set_eca_implementation  # noqa: E402
-from utils.engine import Numerics  # noqa: E402
+from utils.config import NumericsSettings  # noqa: E402
+from utils.data import BACKENDS, DataSettings, build_datasets  # noqa: E402
+from utils.data.common import HostBatch, SeededSamples  # noqa: E402
 from utils.flops import count_params_macs, format_1024  # noqa: E402
+from utils.numerics import Numerics  # noqa: E402
 
 # name -> (autocast dtype, channels_last, torch.compile, ECA implementation: see --eca-impl)
 SETTINGS = {
-    "official": (None, False, False, "conv"),          # fp32 (TF32 on GPUs), NCHW, eager: the official recipe
-    "fast": (torch.bfloat16, True, False, "conv"),      # bf16 autocast + channels_last, eager
-    "compiled": (torch.bfloat16, True, True, "conv"),   # the same under torch.compile
-    "compiled_shifted": (torch.bfloat16, True, True, "shifted"),  # and the ECA gate as shifted sums
-    "compiled_fused": (torch.bfloat16, True, True, "fused"),  # and BN + ECA + residual fused (CUDA default)
+    "official": ("none", False, False, "conv"),  # fp32 (TF32 on GPUs), NCHW, eager: the official recipe
+    "fast": ("bf16", True, False, "conv"),        # bf16 autocast + channels_last, eager
+    "compiled": ("bf16", True, True, "conv"),     # the same under torch.compile
+    "compiled_shifted": ("bf16", True, True, "shifted"),  # and the ECA gate as shifted sums
+    "compiled_fused": ("bf16", True, True, "fused"),      # and BN + ECA + residual fused (CUDA default)
 }
+
+
+def numerics_for(device: torch.device, amp: str, channels_last: bool, compiled: bool) -> NumericsSettings:
+    return NumericsSettings(str(device), amp, channels_last, compiled, "inductor", False)
 
 
 def sync(device: torch.device) -> None:
@@ -60,12 +66,11 @@ def timed_rate(step, batch: int, device, steps: int, warmup: int, repeats: int) 
 
 
 def measure(arch: str, setting: str, args, device: torch.device) -> dict:
-    dtype, channels_last, compiled, eca_impl = SETTINGS[setting]
-    if args.fp32:
-        dtype = None
-    numerics = Numerics(device, dtype, channels_last)
+    amp, channels_last, compiled, eca_impl = SETTINGS[setting]
+    settings = numerics_for(device, "none" if args.fp32 else amp, channels_last, compiled)
+    numerics = Numerics(settings)
     torch.manual_seed(0)
-    model = set_eca_implementation(create_model(arch, num_classes=1000), eca_impl).to(device)
+    model = create_model(arch, num_classes=1000, eca_impl=eca_impl).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     runner = torch.compile(model) if compiled else model
@@ -73,7 +78,8 @@ def measure(arch: str, setting: str, args, device: torch.device) -> dict:
     criterion = torch.nn.CrossEntropyLoss()
     images = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
     target = torch.randint(0, 1000, (args.batch_size,))
-    images, target = numerics.to_device(images, target)
+    stage = BACKENDS["pil"].Stage(device, channels_last)  # synthetic float images: move and lay out only
+    images, target = stage(HostBatch(images, target, [], 0))[:2]
 
     def train_step(batch=images, labels=target):
         with numerics.autocast():
@@ -95,63 +101,62 @@ def measure(arch: str, setting: str, args, device: torch.device) -> dict:
     result = {"arch": arch, "setting": setting, "train_img_s": train, "peak_mem_gib": peak}
     if args.data and setting == args.settings[-1]:
         # Same model, already compiled and warm: only the source of the batches changes.
-        result["from_folder"] = {p: folder_train_rate(args, p, numerics, train_step) for p in args.pipelines}
+        result["from_folder"] = {p: folder_train_rate(args, p, settings, train_step) for p in args.pipelines}
     model.eval()
     result["eval_img_s"] = timed_rate(eval_step, args.batch_size, device, args.steps, args.warmup, args.repeats)
     return result
 
 
-def folder_batches(args, backend: str, device: torch.device):
-    """Endless training batches from args.data/train through one input pipeline (epochs repeat)."""
-    from utils.data import LoaderSamples, build_datasets, collate_samples
-
-    options = argparse.Namespace(data=args.data, dummy=False, crop_size=args.image_size, crop_scale=0.08,
-                                 val_resize=max(args.image_size, int(args.image_size / 0.875)))
-    train, _ = build_datasets(options, need_train=True, backend=backend)
+def folder_batches(args, backend: str, numerics: NumericsSettings):
+    """Endless training batches from args.data/train through one input pipeline (epochs repeat), each
+    passed through the pipeline's device stage, and the stage's host batches' sizes."""
+    settings = DataSettings(data=args.data, data_backend=backend, crop_size=args.image_size, crop_scale=0.08,
+                            val_resize=max(args.image_size, int(args.image_size / 0.875)),
+                            per_process_batch=args.batch_size, workers=args.workers, seed=0, skip_corrupt=False,
+                            num_classes=1000, channels_last=numerics.channels_last)
+    train, _ = build_datasets(settings, need_train=True)
+    device = torch.device(numerics.device)
     loader = torch.utils.data.DataLoader(
-        LoaderSamples(train, seed=0), batch_size=args.batch_size, shuffle=True, drop_last=True,
-        num_workers=args.workers, collate_fn=collate_samples, pin_memory=device.type == "cuda",
+        SeededSamples(train, seed=0), batch_size=args.batch_size, shuffle=True, drop_last=True,
+        num_workers=args.workers, collate_fn=BACKENDS[backend].collate, pin_memory=device.type == "cuda",
         persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None)
     if len(loader) == 0:
         raise SystemExit(f"{args.data}/train holds fewer than --batch-size {args.batch_size} images")
+    stage = BACKENDS[backend].Stage(device, numerics.channels_last)
     while True:
-        for images, target, _, _ in loader:
-            if images is not None:
-                yield images, target
+        for host in loader:
+            if host.images is not None:
+                yield stage(host)
 
 
 def timed_batches(batches, consume, device, count: int, warmup: int) -> float:
-    """Images/s of `consume(images, target)` over `count` batches, after `warmup` batches."""
+    """Images/s of `consume(batch)` over `count` device batches, after `warmup` batches."""
     for _ in range(warmup):
-        consume(*next(batches))
+        consume(next(batches))
     sync(device)
     start, seen = time.perf_counter(), 0
     for _ in range(count):
-        seen += consume(*next(batches))
+        seen += consume(next(batches))
     sync(device)
     return seen / (time.perf_counter() - start)
 
 
-def folder_train_rate(args, backend: str, numerics: Numerics, train_step) -> float:
+def folder_train_rate(args, backend: str, numerics: NumericsSettings, train_step) -> float:
     """Training images/s end to end, from JPEG files through `backend` to the optimizer step."""
-    def consume(images, target):
-        images, target = numerics.to_device(images, target)
-        train_step(images, target)
-        return target.shape[0]
+    def consume(batch):
+        train_step(batch.images, batch.targets)
+        return batch.targets.shape[0]
 
-    return timed_batches(folder_batches(args, backend, numerics.device), consume, numerics.device,
-                         args.loader_batches, warmup=3)
+    device = torch.device(numerics.device)
+    return timed_batches(folder_batches(args, backend, numerics), consume, device, args.loader_batches, warmup=3)
 
 
 def loader_rate(args, backend: str, device: torch.device) -> dict:
     """Images/s of an input pipeline alone: from files to a normalised float batch on the device
     (decode, crop, flip, copy; the gpu pipeline decodes on the device)."""
-    numerics = Numerics(device, None, False)
-
-    def consume(images, target):
-        return numerics.to_device(images, target)[1].shape[0]
-
-    rate = timed_batches(folder_batches(args, backend, device), consume, device, args.loader_batches, warmup=2)
+    numerics = numerics_for(device, "none", False, False)
+    rate = timed_batches(folder_batches(args, backend, numerics), lambda batch: batch.targets.shape[0], device,
+                         args.loader_batches, warmup=2)
     return {"backend": backend, "workers": args.workers, "img_s": rate}
 
 

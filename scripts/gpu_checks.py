@@ -25,8 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from models.attention import set_eca_implementation  # noqa: E402
 from models.resnet import Bottleneck  # noqa: E402
 from scripts.make_jpeg_folder import make_image  # noqa: E402
-from utils.gpu_data import DeviceJpegDecoder, EncodedBatch, EvalPlan, TrainPlan, read_encoded  # noqa: E402
-from utils.gpu_data import nvimgcodec_available  # noqa: E402
+from utils.data.gpu import DeviceJpegDecoder, EncodedBatch, EvalPlan, TrainPlan  # noqa: E402
+from utils.data.gpu import load as read_encoded  # noqa: E402
+from utils.data.gpu import nvimgcodec_available  # noqa: E402
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

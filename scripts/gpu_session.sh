@@ -23,7 +23,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log
 }
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; "$PY" -c \
     "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"; \
-    "$PY" -c "from utils.gpu_data import nvimgcodec_available as a; print('nvimgcodec', a())"; } >"$OUT/env.txt" 2>&1
+    "$PY" -c "from utils.data.gpu import nvimgcodec_available as a; print('nvimgcodec', a())"; } >"$OUT/env.txt" 2>&1
 step checks 120 "$PY" scripts/gpu_checks.py --json "$OUT/gpu_checks.json"
 step block_end 90 "$PY" scripts/benchmark_block_end.py
 step jpegs 60 "$PY" scripts/make_jpeg_folder.py /tmp/eca_jpegs --classes 20 --per-class 160 --val-per-class 5

@@ -14,28 +14,26 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from models import CheckpointError, create_model  # noqa: E402
+from models import CheckpointError, WeightsFile, create_model, load_strict  # noqa: E402
 from utils.attention_insight import channel_gates, eca_kernels  # noqa: E402
-from utils.checkpoint import classifier_outputs, infer_arch, load_for_model  # noqa: E402
-from utils.model_setup import kernels_from_state  # noqa: E402
+from utils.errors import UserError  # noqa: E402
 
 
 def load_model(path: str, arch=None):
-    _, state_dict = load_for_model(path)
-    arch = arch or infer_arch(state_dict)
+    weights = WeightsFile.read(path)
+    arch = arch or weights.arch
     if arch is None:
         raise CheckpointError(f"{path}: its tensors match no registered model; pass -a")
-    model = create_model(arch, k_size=kernels_from_state(arch, state_dict), num_classes=classifier_outputs(state_dict))
-    model.load_state_dict(state_dict)
-    return arch, model.eval()
+    model = create_model(arch, k_size=weights.kernels(arch), num_classes=weights.num_classes)
+    return arch, load_strict(model, weights.state_dict, path).eval()
 
 
 def val_images(data: str, count: int, crop: int, resize: int) -> torch.Tensor:
-    from torchvision import datasets
 
-    from utils.data import eval_transform
+    from utils.data import pil
+    from utils.data.common import ImageFolder
 
-    dataset = datasets.ImageFolder(os.path.join(data, "val"), eval_transform(crop, resize))
+    dataset = ImageFolder(os.path.join(data, "val"), pil.eval_transform(crop, resize), pil.load)
     step = max(1, len(dataset) // count)  # spread over the classes (ImageFolder is sorted by class)
     return torch.stack([dataset[i][0] for i in range(0, len(dataset), step)[:count]])
 
@@ -78,7 +76,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         arch, model = load_model(args.checkpoint, args.arch)
-    except CheckpointError as exc:
+    except UserError as exc:
         print(f"inspect_attention.py: error: {exc}", file=sys.stderr)
         return 2
     kernels = eca_kernels(model)

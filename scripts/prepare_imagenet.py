@@ -34,6 +34,10 @@ from torchvision.datasets import imagenet
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm import tqdm
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from utils.errors import RunError  # noqa: E402
+from utils.files import atomic_write, copy_file, remove_stale_temps, write_json  # noqa: E402
+
 DOWNLOAD_HINT = ("download from https://image-net.org/challenges/LSVRC/2012/2012-downloads.php "
                  "(free account and login required)")
 EXPECTED_TRAIN = 1_281_167
@@ -46,7 +50,7 @@ VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$")
 MAX_NAMED = 5  # how many class names the one-line error quotes; the full list goes to stdout
 
 
-class PrepareError(Exception):
+class PrepareError(RunError):
     """An expected failure: main() prints the message as one line and exits with `code`."""
 
     def __init__(self, message: str, code: int = 1):
@@ -68,18 +72,8 @@ def archive_name(kind: str) -> str:
 
 
 def write_marker(path: str, data: dict) -> None:
-    """Write a JSON marker atomically (temp file + fsync + rename): a marker that exists is whole."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".marker-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write a JSON marker atomically (utils/files.py): a marker that exists is whole."""
+    write_json(path, data)
 
 
 def read_marker(path: str) -> Optional[dict]:
@@ -123,20 +117,19 @@ def member_basename(member: tarfile.TarInfo, archive: str) -> str:
 
 
 def copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: str) -> None:
-    """Write one tar member to `dest` under a hidden temporary name, then rename it: a file that
-    exists under its final name is complete, which is what lets a re-run skip it. The temporary
-    name starts with '.' so neither ImageFolder nor the dataset checks pick it up."""
-    tmp = os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + ".part")
+    """Write one tar member to `dest` atomically (utils/files.py: a hidden temporary file, renamed when
+    complete): a file that exists under its final name is whole, which is what lets a re-run skip it,
+    and neither ImageFolder nor the dataset checks pick up the temporary name. The member is read first
+    (images are small), so a damaged archive is reported as such, not as a failed write."""
     src = tar.extractfile(member)
     if src is None:
         raise PrepareError(f"cannot read {member.name!r} from {tar.name}")
-    with src, open(tmp, "wb") as out:
-        shutil.copyfileobj(src, out, length=1 << 20)
-        written = out.tell()
-    if written != member.size:  # a truncated archive must not leave a short image behind
-        os.unlink(tmp)
+    with src:
+        data = src.read()
+    if len(data) != member.size:  # a truncated archive must not leave a short image behind
         raise PrepareError(f"{tar.name} ended inside {member.name!r}: the download is truncated; re-download it")
-    os.replace(tmp, dest)
+    with atomic_write(dest) as out:
+        out.write(data)
 
 
 def progress_bar(items: Iterable, total: Optional[int], desc: str, unit: str, enabled: bool):
@@ -169,7 +162,7 @@ def parse_devkit(devkit: str, work_dir: str) -> Tuple[Dict[str, tuple], List[str
                                    f"({one_line(e)}); {DOWNLOAD_HINT}")
             except (OSError, KeyError, ValueError, IndexError, tarfile.TarError) as e:
                 raise PrepareError(f"cannot parse the devkit {devkit}: {one_line(e)}")
-            os.replace(os.path.join(scratch, imagenet.META_FILE), meta)
+            copy_file(os.path.join(scratch, imagenet.META_FILE), meta)
     try:
         wnid_to_classes, val_wnids = imagenet.load_meta_file(work_dir)
     except Exception as e:  # a meta.bin we cannot read is rebuilt from the devkit next time
@@ -198,8 +191,10 @@ def class_is_done(marker_path: str, folder: str) -> bool:
 
 def extract_class(outer: tarfile.TarFile, member: tarfile.TarInfo, folder: str) -> int:
     """Extract one class's inner tar straight from the outer archive (no 138 GB intermediate copy,
-    which torchvision's parse_train_archive would make); files already there are kept."""
+    which torchvision's parse_train_archive would make); files already there are kept, temporary files
+    of an interrupted run are removed."""
     os.makedirs(folder, exist_ok=True)
+    remove_stale_temps(folder)
     inner_file = outer.extractfile(member)
     if inner_file is None:
         raise PrepareError(f"cannot read {member.name!r} from {outer.name}")
@@ -260,6 +255,8 @@ def build_val(val_tar: str, out: str, work_dir: str, val_wnids: Sequence[str], p
     marker = read_marker(marker_path)
     if marker is not None and marker.get("images") == count_split(split_dir):
         return  # finished, and nothing deleted since
+    for wnid in class_folders(split_dir):
+        remove_stale_temps(os.path.join(split_dir, wnid))  # left by an interrupted run
     images = 0
     with tarfile.open(val_tar, mode="r:") as tar:
         for member in progress_bar(tar, len(val_wnids), "val images", "img", progress):

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from typing import Sequence
 
+import numpy as np
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,3 +39,13 @@ def run_script(script: str, args: Sequence[str], cwd=None, env=None, timeout=600
 
 # Flags that keep a CLI run tiny and quick on 2 CPU cores.
 TINY = ["-b", "8", "--crop-size", "32", "--val-resize", "36", "-j", "0", "--no-progress", "--no-tensorboard"]
+
+
+def photo_like(path, size=(180, 140), seed=0):
+    """Smooth gradients plus texture: resizing differences show up, unlike on flat colours."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size[1], 0:size[0]]
+    base = np.stack([x * 255 / size[0], y * 255 / size[1], (x + y) % 64 * 4], -1)
+    image = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(image).save(path, quality=95)
+    return path

@@ -34,7 +34,7 @@ def test_eca_ns_with_equal_rows_equals_eca():
     torch.manual_seed(0)
     eca, ns = ECA(10, 5), ECANonShared(10, 5)
     with torch.no_grad():
-        ns.weight.copy_(eca.conv.weight.flatten().expand(10, 5))
+        ns.conv.weight.copy_(eca.conv.weight.flatten().expand(10, 5)[:, None, :])
     x = torch.randn(2, 10, 3, 3)
     assert torch.allclose(eca(x), ns(x), atol=1e-6)
 

@@ -75,10 +75,10 @@ def test_colour_carries_no_class_information():
 @pytest.mark.parametrize("rank", ["0", "1"])
 def test_only_the_first_process_announces_the_builtin_dataset(tmp_path, monkeypatch, capsys, rank):
     import main
-    from utils.runner import prepare_args
+    from utils.resolve import parse_command_line
 
     monkeypatch.setattr(builtin_dataset, "ensure_builtin_dataset", lambda: tmp_path)
     monkeypatch.setenv("RANK", rank)
-    args, _ = prepare_args(["-a", "eca_resnet18"], main.RECIPE, main.BUILTIN, "")
+    args, _ = parse_command_line(["-a", "eca_resnet18"], main.RECIPE, main.BUILTIN, "")
     assert args.data == str(tmp_path)
     assert ("no DIR given" in capsys.readouterr().err) == (rank == "0")

@@ -19,6 +19,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets import imagenet as tv_imagenet
 
 from tests.helpers import ROOT, run_script
+from utils.files import TEMP_TAG
 
 SCRIPT = os.path.join("scripts", "prepare_imagenet.py")
 _spec = importlib.util.spec_from_file_location("prepare_imagenet", os.path.join(ROOT, SCRIPT))
@@ -206,13 +207,14 @@ def test_partly_deleted_output_is_rebuilt(archives, tmp_path):
     wnid = WNIDS[1]
     os.remove(out / ".prepare_imagenet" / "train" / f"{wnid}.json")  # class never marked finished
     os.remove(out / "train" / wnid / f"{wnid}_1.JPEG")
-    (out / "train" / wnid / f".{wnid}_1.JPEG.part").write_bytes(b"half a file")  # left by the interruption
+    leftover = out / "train" / wnid / f".{wnid}_1.JPEG{TEMP_TAG}x1y2z3"  # the write an interruption cut short
+    leftover.write_bytes(b"half a file")
     for path in (out / "train" / WNIDS[2]).iterdir():  # marked finished, but emptied since
         path.unlink()
     os.remove(out / "val" / WNIDS[2] / "ILSVRC2012_val_00000003.JPEG")  # val marker still there
     assert build(archives, out) == 0
     assert files_under(out) == sorted(TRAIN_FILES + VAL_FILES)
-    assert not os.path.exists(out / "train" / wnid / f".{wnid}_1.JPEG.part")
+    assert not os.path.exists(leftover)
 
 
 def extract_flat_val(archives, val_dir) -> None:

@@ -1,11 +1,12 @@
 """What the attention layers learned: ECA kernels per layer, and the channel gates they produce on a
 batch. Used by --log-attention (TensorBoard, each epoch) and scripts/inspect_attention.py."""
+import copy
 from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
 
-from models.attention import ECA, ECANonShared
+from models.attention import ECA, ECANonShared, set_eca_implementation
 
 
 def attention_layers(model: nn.Module) -> List[Tuple[str, nn.Module]]:
@@ -20,34 +21,23 @@ def eca_kernels(model: nn.Module) -> Dict[str, List[float]]:
         if isinstance(module, ECA):
             out[name] = module.conv.weight.detach().flatten().float().cpu().tolist()
         elif isinstance(module, ECANonShared):
-            out[name] = module.weight.detach().float().mean(0).cpu().tolist()
+            out[name] = module.conv.weight.detach().float().flatten(1).mean(0).cpu().tolist()
     return out
 
 
 @torch.no_grad()
 def channel_gates(model: nn.Module, images: torch.Tensor) -> Dict[str, torch.Tensor]:
-    """Gate values (N, C) of every attention layer for `images`, from one eval-mode forward pass."""
+    """Gate values (N, C) of every attention layer for `images`, from one eval-mode forward pass of a copy
+    of `model` in the reference ECA form (the fused block form never calls the ECA modules, so their
+    hooks would not fire; same weights, same function)."""
+    reference = set_eca_implementation(copy.deepcopy(model), "conv").eval()
     gates, hooks = {}, []
-    for name, module in attention_layers(model):
+    for name, module in attention_layers(reference):
         def record(mod, inputs, _output, name=name):
             gates[name] = mod.gate(inputs[0]).flatten(1).float().cpu()
 
         hooks.append(module.register_forward_hook(record))
-    # The fused block form never calls the ECA modules, so their hooks would not fire: run the
-    # unfused form (same function) for this pass.
-    fused = [m for m in model.modules() if isinstance(m, ECA) and m.impl == "fused"]
-    was_training = model.training
-    model.eval()
-    try:
-        for module in fused:
-            module.impl = "shifted"
-        model(images)
-    finally:
-        model.train(was_training)
-        for module in fused:
-            module.impl = "fused"
-        for hook in hooks:
-            hook.remove()
+    reference(images)
     return gates
 
 

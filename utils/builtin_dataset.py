@@ -4,16 +4,19 @@ files in ImageFolder layout, generated once into a cache folder.
 Colours, position, size and rotation are random per image, so only the shape or texture tells the
 class: a small CNN learns it well above chance (10%) within CPU minutes, yet not instantly.
 """
+import contextlib
+import fcntl
 import math
 import os
 import random
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 from PIL import Image, ImageDraw, ImageFilter
+
+from .files import atomic_write
 
 BUILTIN_CLASSES = ("circle", "square", "triangle", "cross", "ring", "stripes_h", "stripes_v", "checker",
                    "dots", "diamond")
@@ -44,7 +47,9 @@ def _polygon(cx, cy, radius, sides, angle):
              cy + radius * math.sin(angle + 2 * math.pi * i / sides)) for i in range(sides)]
 
 
-def _draw_shape(draw, name, cx, cy, r, angle, fg, bg):
+def _draw_shape(draw, name, shape, fg, bg):
+    """`shape`: (centre x, centre y, radius, rotation angle)."""
+    cx, cy, r, angle = shape
     if name == "circle":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fg)
     elif name == "ring":
@@ -101,7 +106,7 @@ def render_sample(class_index: int, rng: random.Random, image_size: int) -> Imag
         r = image_size * rng.uniform(0.2, 0.38)
         cx = rng.uniform(r, image_size - r)
         cy = rng.uniform(r, image_size - r)
-        _draw_shape(draw, name, cx, cy, r, rng.uniform(0, 2 * math.pi), fg, bg)
+        _draw_shape(draw, name, (cx, cy, r, rng.uniform(0, 2 * math.pi)), fg, bg)
     # Mild blur and pixel noise, so the images look photographed rather than drawn.
     image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.0, 1.0)))
     noise = Image.frombytes("L", (image_size, image_size), rng.randbytes(image_size * image_size)).convert("RGB")
@@ -112,45 +117,60 @@ def _marker_name(train_per_class, val_per_class, image_size, seed) -> str:
     return f".complete-{train_per_class}-{val_per_class}-{image_size}-{seed}"
 
 
-def _generate(tmp: Path, train_per_class, val_per_class, image_size, seed, progress) -> None:
+def _generate(root: Path, counts, image_size: int, seed: int, progress: bool) -> None:
     from tqdm import tqdm
 
-    total = (train_per_class + val_per_class) * len(BUILTIN_CLASSES)
+    total = sum(counts.values()) * len(BUILTIN_CLASSES)
     with tqdm(total=total, desc="Generating built-in dataset", disable=not progress, leave=False) as bar:
-        for split, count in (("train", train_per_class), ("val", val_per_class)):
+        for split, count in counts.items():
             for index, name in enumerate(BUILTIN_CLASSES):
-                folder = tmp / split / name
-                folder.mkdir(parents=True)
+                folder = root / split / name
+                folder.mkdir(parents=True, exist_ok=True)
                 # One generator per (split, class): each file is reproducible on its own.
                 rng = random.Random(f"{seed}-{split}-{name}")
                 for i in range(count):
-                    render_sample(index, rng, image_size).save(folder / f"{i:05d}.jpg", quality=90)
+                    with atomic_write(folder / f"{i:05d}.jpg") as f:
+                        render_sample(index, rng, image_size).save(f, format="JPEG", quality=90)
                     bar.update(1)
+
+
+@contextlib.contextmanager
+def _holding(root: Path):
+    """An exclusive lock on the dataset folder: distributed ranks and concurrent runs that find no
+    dataset wait while one of them generates it (the kernel releases the lock if that process dies)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _clear(root: Path) -> None:
+    """Remove what an interrupted generation, or one with other parameters, left (not the lock)."""
+    for entry in root.iterdir():
+        if entry.name != ".lock":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def ensure_builtin_dataset(root: Optional[os.PathLike] = None, train_per_class: int = 300, val_per_class: int = 50,
                            image_size: int = 64, seed: int = 0, progress: bool = True) -> Path:
-    """Return the dataset root, generating it first if it is absent. Generation writes into a
-    temporary sibling folder and renames it into place at the end, so an interrupted generation never
-    leaves a dataset that looks complete, and concurrent processes (distributed ranks) do not clash."""
+    """Return the dataset root, generating it first if it is absent. The completion marker is written
+    last, so an interrupted generation never leaves a dataset that looks complete (and removes what it
+    wrote); concurrent processes wait for the one that generates."""
     root = Path(root) if root is not None else default_cache_dir()
     marker = root / _marker_name(train_per_class, val_per_class, image_size, seed)
     if marker.exists():
         return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    print(f"=> generating the built-in demo dataset in {root} (once)", file=sys.stderr)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-partial-", dir=root.parent))
-    try:
-        _generate(tmp, train_per_class, val_per_class, image_size, seed, progress)
-        (tmp / marker.name).touch()
-        if root.exists() and not marker.exists():
-            shutil.rmtree(root)  # a dataset of other parameters, or left by an old version
+    created = not root.exists()
+    with _holding(root):
+        if marker.exists():  # another process generated it while this one waited
+            return root
+        _clear(root)
+        print(f"=> generating the built-in demo dataset in {root} (once)", file=sys.stderr)
         try:
-            os.rename(tmp, root)
-        except OSError:
-            if not marker.exists():  # not a concurrent process that won the race
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            _generate(root, {"train": train_per_class, "val": val_per_class}, image_size, seed, progress)
+            with atomic_write(marker) as f:
+                f.write(b"complete\n")
+        except BaseException:
+            shutil.rmtree(root) if created else _clear(root)
+            raise
     return root

@@ -1,53 +1,32 @@
-"""Checkpoints: self-describing, written atomically, readable by the official tools.
+"""Training checkpoints: self-describing, written atomically, readable by the official tools.
 
 A checkpoint keeps the official keys (`epoch` = next epoch to run, `arch`, `state_dict`, `best_prec1`,
-`optimizer`) and adds what an exact resume needs: schedule, scaler, kernel sizes, num_classes,
-class names, the arguments and RNG states. `state_dict` keys carry no wrapper prefix; official
-files with `module.` load too (models/pretrained.py strips it).
+`optimizer`) and adds what an exact resume needs: `step` (position in the epoch), `scheduler`, `scaler`,
+`k_size`, `num_classes`, `class_names`, the resolved configuration (`args`) and RNG states. `state_dict`
+keys carry no wrapper prefix; official files with `module.` load too (models/weights.py strips it).
 """
 import os
 import random
-import shutil
-import tempfile
-from typing import Any, Dict, List, Optional
+import time
+from dataclasses import dataclass
+from typing import Any, Dict
 
 import torch
 
-from models import create_model, list_models
-from models.pretrained import extract_state_dict, read_checkpoint
+from .config import RunConfig
+from .files import atomic_write, copy_file
+from .training_state import TrainState
 
 CHECKPOINT_NAME = "checkpoint.pth.tar"
 BEST_NAME = "model_best.pth.tar"
 
 
-def atomic_save(obj: Dict[str, Any], path: str) -> None:
-    """torch.save into a temporary file beside `path`, fsync, then rename over it: a crash or a full
-    disk at any moment leaves the previous file intact."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth.tar", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_copy(src: str, dst: str) -> None:
-    directory = os.path.dirname(os.path.abspath(dst))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth.tar", dir=directory)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+@dataclass(frozen=True)
+class Position:
+    """Where a run stands: the next epoch and step to train, and the best top-1 so far."""
+    epoch: int = 0
+    step: int = 0
+    best: float = 0.0
 
 
 def rng_state() -> Dict[str, Any]:
@@ -57,51 +36,27 @@ def rng_state() -> Dict[str, Any]:
     return state
 
 
-def eca_kernel_sizes(state_dict: Dict[str, torch.Tensor]) -> List[int]:
-    """Kernel size of every ECA layer, in model order (ECA weights are [1, 1, k])."""
-    return [int(v.shape[-1]) for k, v in state_dict.items() if k.endswith("eca.conv.weight")]
+def payload(state: TrainState, config: RunConfig, position: Position) -> Dict[str, Any]:
+    """The dict a checkpoint file holds."""
+    return {
+        **state.state_dict(), "epoch": position.epoch, "step": position.step, "arch": config.model.arch,
+        "best_prec1": position.best, "k_size": getattr(state.model, "k_size", None),
+        "num_classes": config.model.num_classes, "class_names": list(config.class_names),
+        "args": config.as_dict(), "rng": rng_state(), "saved_at": time.time(),
+    }
 
 
-def resnet_stage_kernels(state_dict: Dict[str, torch.Tensor]) -> Optional[List[int]]:
-    """One ECA kernel size per ResNet stage, read from `layerS.0.eca.conv.weight`; None if absent."""
-    kernels = []
-    for stage in range(1, 5):
-        weight = state_dict.get(f"layer{stage}.0.eca.conv.weight")
-        if weight is None:
-            return None
-        kernels.append(int(weight.shape[-1]))
-    return kernels
+def save(checkpoint: Dict[str, Any], run_dir: str, is_best: bool) -> None:
+    """checkpoint.pth.tar, and model_best.pth.tar when `is_best`, each replaced atomically."""
+    last = os.path.join(run_dir, CHECKPOINT_NAME)
+    with atomic_write(last) as f:
+        torch.save(checkpoint, f)
+    if is_best:
+        copy_file(last, os.path.join(run_dir, BEST_NAME))
 
 
-def classifier_outputs(state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
-    for key in ("fc.weight", "classifier.1.weight"):
-        if key in state_dict:
-            return int(state_dict[key].shape[0])
-    return None
-
-
-def _key_shapes(model: torch.nn.Module) -> Dict[str, tuple]:
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
-def infer_arch(state_dict: Dict[str, torch.Tensor]) -> Optional[str]:
-    """The registered architecture whose key names equal the file's (the `arch` field of official
-    checkpoints is unreliable). Models are built on the meta device: no memory, no init cost."""
-    keys = set(state_dict)
-    kernels = resnet_stage_kernels(state_dict)
-    num_classes = classifier_outputs(state_dict) or 1000
-    for name in list_models():
-        with torch.device("meta"):
-            try:
-                model = create_model(name, num_classes=num_classes, k_size=kernels if name.startswith("eca_res") else None)
-            except ValueError:
-                continue
-        if set(model.state_dict()) == keys:
-            return name
-    return None
-
-
-def load_for_model(path: str):
-    """Read a checkpoint and its unwrapped state_dict; errors name the file."""
-    checkpoint = read_checkpoint(path)
-    return checkpoint, extract_state_dict(checkpoint, path)
+def position_of(checkpoint: Dict[str, Any]) -> Position:
+    """Where a checkpoint stands (official files: the start of their `epoch`)."""
+    best = checkpoint.get("best_prec1", 0.0)
+    best = float(best.item() if isinstance(best, torch.Tensor) else best)
+    return Position(int(checkpoint.get("epoch", 0)), int(checkpoint.get("step", 0)), best)

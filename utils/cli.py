@@ -1,13 +1,13 @@
 """The command line shared by main.py and light_main.py; they differ only in recipe defaults.
 
 Every flag of the official CLI keeps its meaning; the official defects are fixed (--ksize takes any
-form, --seed works, --pretrained loads the given file, -a only accepts registered models).
+form, --seed works, --pretrained loads the given file, -a only accepts registered models). Parsing only:
+utils/resolve.py checks and settles the values.
 """
 import argparse
-import os
 from typing import Dict, Optional, Sequence
 
-from models import list_models, parse_ksize, unknown_model_message
+from models import list_models
 from models.attention import ECA_IMPLEMENTATIONS
 
 # Options whose defaults change with the recipe; the parser holds neutral values until a recipe is applied.
@@ -127,80 +127,3 @@ def explicit_options(parser: argparse.ArgumentParser, argv: Optional[Sequence[st
         for action, default in saved:
             action.default = default
         parser._defaults.update(saved_defaults)
-
-
-def apply_defaults(args: argparse.Namespace, defaults: Dict, explicit: set) -> None:
-    for key, value in defaults.items():
-        if key not in explicit:
-            setattr(args, key, value)
-
-
-def validate(args: argparse.Namespace) -> None:
-    """Reject invalid values before anything starts, with the fix in the message."""
-    if args.arch not in list_models():
-        raise ValueError(unknown_model_message(args.arch))
-    args.k_size = parse_ksize(args.ksize)
-    positive = {"--batch-size": args.batch_size, "--epochs": args.epochs, "--crop-size": args.crop_size,
-                "--val-resize": args.val_resize, "--print-freq": args.print_freq, "--lr-step": args.lr_step}
-    for flag, value in positive.items():
-        if value is None or value <= 0:
-            raise ValueError(f"{flag} must be a positive integer, got {value}")
-    if args.num_classes is not None and args.num_classes <= 0:
-        raise ValueError(f"--num-classes must be positive, got {args.num_classes}")
-    if args.workers is not None and args.workers < 0:
-        raise ValueError(f"--workers must be >= 0, got {args.workers}")
-    if args.lr is None or args.lr < 0:
-        raise ValueError(f"--lr must be >= 0, got {args.lr}")
-    if args.weight_decay < 0 or args.momentum < 0:
-        raise ValueError("--wd and --momentum must be >= 0")
-    if args.start_epoch is not None and args.start_epoch < 0:
-        raise ValueError(f"--start-epoch must be >= 0, got {args.start_epoch}")
-    if not 0.0 <= args.label_smoothing < 1.0:
-        raise ValueError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
-    if not 0.0 < args.crop_scale <= 1.0:
-        raise ValueError(f"--crop-scale must be in (0, 1], got {args.crop_scale}")
-    if args.skip_nonfinite < 0 or args.max_skipped < 0:
-        raise ValueError("--skip-nonfinite and --max-skipped must be >= 0")
-    if args.warmup_epochs < 0:
-        raise ValueError(f"--warmup-epochs must be >= 0, got {args.warmup_epochs}")
-    if args.crop_size > args.val_resize:
-        raise ValueError(f"--crop-size {args.crop_size} exceeds --val-resize {args.val_resize}: the center crop "
-                         "must fit in the resized image")
-    if args.predictions and not args.evaluate:
-        raise ValueError("--predictions is written by an evaluation: add -e")
-    if args.resume and not os.path.isfile(args.resume):
-        raise ValueError(f"--resume {args.resume!r}: no such file; give the path of a .pth.tar checkpoint")
-    if args.pretrained is True:
-        raise ValueError("--pretrained needs the path of a checkpoint (released weights cannot be downloaded "
-                         "here), e.g. --pretrained eca_resnet50_k3557.pth.tar")
-    if args.pretrained and not os.path.isfile(args.pretrained):
-        raise ValueError(f"--pretrained {args.pretrained!r}: no such file")
-
-
-def run_name(args: argparse.Namespace) -> str:
-    return f"{args.arch}_{args.action}" if args.action else args.arch
-
-
-def split_batch(batch_size: int, world_size: int) -> int:
-    if batch_size % world_size:
-        raise ValueError(f"--batch-size {batch_size} is the global batch and must divide by the {world_size} "
-                         f"processes; use a multiple of {world_size}")
-    return batch_size // world_size
-
-
-def as_plain_dict(args: argparse.Namespace) -> Dict:
-    """Arguments as JSON- and weights_only-safe values (for args.json and checkpoints)."""
-    plain = {}
-    for key, value in vars(args).items():
-        if isinstance(value, (str, int, float, bool)) or value is None:
-            plain[key] = value
-        elif isinstance(value, (list, tuple)):
-            plain[key] = list(value)
-        else:
-            plain[key] = str(value)
-    return plain
-
-
-def default_workers(world_size_on_node: int) -> int:
-    return max(0, min(16, (os.cpu_count() or 1) // max(1, world_size_on_node)))
-

@@ -4,17 +4,20 @@ from typing import List
 
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from .data.common import is_class_folder, is_image_file
+from .errors import UserError
 
-class DatasetError(ValueError):
+
+class DatasetError(UserError):
     """A dataset folder that cannot be used; the message says what to do."""
 
 
 def _class_dirs(root: str) -> List[str]:
-    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    return sorted(e.name for e in os.scandir(root) if e.is_dir() and is_class_folder(e.name))
 
 
 def _image_files(folder: str) -> List[str]:
-    return [e.name for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS)]
+    return [e.name for e in os.scandir(folder) if e.is_file() and is_image_file(e.name)]
 
 
 def check_split(root: str, split: str) -> List[str]:
@@ -36,8 +39,8 @@ def check_split(root: str, split: str) -> List[str]:
     for c in classes:
         folder = os.path.join(path, c)
         files = [e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".")]
-        images = [f for f in files if f.lower().endswith(IMG_EXTENSIONS)]
-        strangers += [os.path.join(c, f) for f in files if not f.lower().endswith(IMG_EXTENSIONS)]
+        images = [f for f in files if is_image_file(f)]
+        strangers += [os.path.join(c, f) for f in files if not is_image_file(f)]
         if not images:
             empty.append(c)
     if strangers:
@@ -49,8 +52,9 @@ def check_split(root: str, split: str) -> List[str]:
     return classes
 
 
-def check_dataset(root: str, need_train: bool) -> None:
-    """Validate DATA before training (train/ and val/, same classes) or evaluation (val/ only)."""
+def check_dataset(root: str, need_train: bool) -> List[str]:
+    """Validate DATA before training (train/ and val/, same classes) or evaluation (val/ only); return the
+    class names."""
     if not os.path.isdir(root):
         raise DatasetError(f"dataset folder {root} does not exist: give the folder that holds train/ and val/")
     val_classes = check_split(root, "val")
@@ -62,3 +66,4 @@ def check_dataset(root: str, need_train: bool) -> None:
             raise DatasetError(
                 f"train/ and val/ in {root} have different classes (only in train: {only_train[:3]}, only in "
                 f"val: {only_val[:3]}): class indices would not agree; make both hold the same class folders")
+    return val_classes

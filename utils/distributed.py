@@ -6,6 +6,7 @@ prints and writes files.
 """
 import datetime
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
@@ -62,6 +63,24 @@ def init_distributed(args) -> DistContext:
 
 def is_initialized() -> bool:
     return dist.is_available() and dist.is_initialized()
+
+
+def process_rank() -> int:
+    """This process's global rank: the process group's, or before it exists the launcher's (torchrun's
+    RANK); 0 for a single process."""
+    if is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def say(*values, file=None, **kwargs) -> None:
+    """print() on the first process only: the one way the project prints run output."""
+    if process_rank() == 0:
+        print(*values, file=file or sys.stdout, **kwargs)
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

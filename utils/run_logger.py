@@ -1,9 +1,12 @@
-"""Everything about a run in one directory: args.json, metrics.csv (one row per epoch) and
-TensorBoard events. Only the main process writes; other ranks get a logger that does nothing."""
+"""Everything about a run in one directory: args.json, metrics.csv (one row per epoch) and TensorBoard
+events. Only the main process writes; other ranks get a logger that does nothing. Files are replaced
+atomically (utils/files.py), so a crash never leaves half a CSV or half a JSON."""
 import csv
-import json
+import io
 import os
 from typing import Dict, Optional
+
+from .files import atomic_write, write_json
 
 
 class RunLogger:
@@ -18,30 +21,26 @@ class RunLogger:
 
             self.writer = SummaryWriter(log_dir=run_dir)
 
-    def save_args(self, args: Dict) -> None:
-        if self.enabled:
-            self.write_json("args.json", args)
-
     def write_json(self, name: str, payload: Dict) -> None:
-        if not self.enabled:
-            return
-        tmp = os.path.join(self.run_dir, f".{name}.tmp")
-        with open(tmp, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, os.path.join(self.run_dir, name))
+        if self.enabled:
+            write_json(os.path.join(self.run_dir, name), payload)
 
     def log_epoch(self, row: Dict) -> None:
-        """Append one row to metrics.csv (header on first write) and the scalars to TensorBoard."""
+        """Add one row to metrics.csv (header first) and the scalars to TensorBoard."""
         if not self.enabled:
             return
         path = os.path.join(self.run_dir, "metrics.csv")
-        new = not os.path.exists(path)
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        previous = ""
+        if os.path.exists(path):
+            with open(path, newline="") as f:
+                previous = f.read()
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(row))
+        if not previous:
+            writer.writeheader()
+        writer.writerow(row)
+        with atomic_write(path, "w", newline="") as f:
+            f.write(previous + text.getvalue())
         self.scalars(row, step=int(row["epoch"]))
 
     def scalars(self, values: Dict, step: int, prefix: Optional[str] = None) -> None:

@@ -1,5 +1,7 @@
-"""Learning-rate schedules as a pure function of (fractional) epoch: nothing to save or restore,
-so a resumed run sets exactly the lr the uninterrupted run would have had.
+"""Learning-rate schedules as a torch.optim.lr_scheduler.LambdaLR stepped once per training step.
+
+The rate is a pure function of the (fractional) epoch, so a resumed run sets exactly the lr the
+uninterrupted run had, and a changed --lr or --epochs takes effect on resume:
 
 step:   lr * gamma ** (epoch // lr_step)   official ResNet recipe (0.1, /10 every 30 epochs)
 exp:    lr * gamma ** epoch                official MobileNetV2 recipe (0.045 x 0.98 per epoch)
@@ -7,21 +9,43 @@ cosine: lr * (1 + cos(pi * t / T)) / 2     per step, reaching 0 at the last epoc
 Warm-up ramps linearly from 0 over `warmup_epochs`, per step, then hands over to the schedule.
 """
 import math
+import warnings
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from .config import ScheduleSettings
 
 
-def lr_at(args, epoch: int, step: int, steps_per_epoch: int) -> float:
+def lr_at(settings: ScheduleSettings, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """The learning rate of `step` in `epoch`."""
     t = epoch + step / max(1, steps_per_epoch)
-    if args.warmup_epochs > 0 and t < args.warmup_epochs:
-        return args.lr * (t + 1.0 / max(1, steps_per_epoch)) / args.warmup_epochs
-    if args.lr_schedule == "step":
-        return args.lr * args.lr_gamma ** (epoch // args.lr_step)
-    if args.lr_schedule == "exp":
-        return args.lr * args.lr_gamma ** epoch
-    span = max(1e-8, args.epochs - args.warmup_epochs)
-    return args.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (t - args.warmup_epochs) / span)))
+    if settings.warmup_epochs > 0 and t < settings.warmup_epochs:
+        return settings.lr * (t + 1.0 / max(1, steps_per_epoch)) / settings.warmup_epochs
+    if settings.lr_schedule == "step":
+        return settings.lr * settings.lr_gamma ** (epoch // settings.lr_step)
+    if settings.lr_schedule == "exp":
+        return settings.lr * settings.lr_gamma ** epoch
+    span = max(1e-8, settings.epochs - settings.warmup_epochs)
+    return settings.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (t - settings.warmup_epochs) / span)))
 
 
-def describe(args) -> dict:
-    """The schedule's parameters, stored in checkpoints so a run describes itself."""
-    return {"name": args.lr_schedule, "lr": args.lr, "lr_step": args.lr_step, "lr_gamma": args.lr_gamma,
-            "warmup_epochs": args.warmup_epochs, "epochs": args.epochs}
+def build_scheduler(optimizer: torch.optim.Optimizer, settings: ScheduleSettings, steps_per_epoch: int,
+                    start: int = 0) -> LambdaLR:
+    """A LambdaLR over global steps (epoch * steps_per_epoch + step), positioned at global step `start` and
+    stepped after every training step. Its lambda is a closure, so its state_dict (saved in checkpoints)
+    holds the position and rates, never code; a resumed run is positioned from its checkpoint's epoch and
+    step, with the rates of its own configuration."""
+    def rate(global_step: int) -> float:
+        epoch, step = divmod(global_step, max(1, steps_per_epoch))
+        return lr_at(settings, epoch, step, steps_per_epoch)
+
+    # LambdaLR multiplies a base rate by the lambda; with a base of 1 the lambda gives the rate itself,
+    # computed by one formula (as it always was: checkpoints of earlier runs stay reproducible bit for bit).
+    # Set explicitly, since a schedule that starts mid-run must be told its base.
+    for group in optimizer.param_groups:
+        group["initial_lr"] = 1.0
+    # The factor depends on the step count only, so a step whose update was skipped (a non-finite loss,
+    # fp16 overflow) shifts nothing; torch's warning about that order does not apply here.
+    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+    return LambdaLR(optimizer, rate, last_epoch=start - 1)

@@ -9,7 +9,7 @@ from PIL import Image
 
 from models import create_model
 from tests.helpers import make_image_folder, run_script
-from utils.data import eval_transform
+from utils.data.pil import eval_transform
 
 
 def save_official_checkpoint(path, model):

@@ -1,13 +1,14 @@
 """The `gpu` input pipeline: loader workers only read JPEG bytes and draw the augmentation; the batch
 is decoded, cropped, resized and flipped on the training device.
 
-Workers parse each file's header (utils/jpeg_header.py) for its size and draw the crop exactly as the
-official RandomResizedCrop + RandomHorizontalFlip do, from the same random calls, so a seeded run gets
-the crops of the `tensor` and `pil` pipelines. Files a GPU decoder cannot take (PNG or other bytes
-behind a .JPEG name, CMYK, 12-bit, truncated) are decoded and transformed in the worker as the `tensor`
-pipeline does. On the device, JPEGs are decoded by nvImageCodec when `nvidia-nvimgcodec-cu13` is
-installed, else by torchvision's nvJPEG binding; on a CPU device torchvision decodes them in the main
-process (slow: that is for tests). Resizing is bilinear with antialiasing, as in the `tensor` pipeline.
+Workers read each file's header with PIL's lazy `Image.open` (no decode) for its size and colour layout,
+and draw the crop exactly as the official RandomResizedCrop + RandomHorizontalFlip do, from the same random
+calls, so a seeded run gets the crops of the `tensor` and `pil` pipelines. Files a GPU decoder cannot take
+(PNG or other bytes behind a .JPEG name, CMYK, 16-bit, truncated) are decoded and transformed in the
+worker as the `tensor` pipeline does. On the device, JPEGs are decoded by nvImageCodec when
+`nvidia-nvimgcodec-cu13` is installed, else by torchvision's nvJPEG binding; on a CPU device torchvision
+decodes them in the main process (slow: that is for tests). Resizing is bilinear with antialiasing, as in
+the `tensor` pipeline.
 """
 import warnings
 from dataclasses import dataclass
@@ -17,17 +18,26 @@ import torch
 from torchvision import io, transforms
 from torchvision.transforms.v2 import functional as F
 
-from .data import DECODE_ERRORS, skip_unreadable
-from .jpeg_header import read_jpeg_info
-from .tensor_data import decode_rgb_bytes, eval_transform_uint8, train_transform_uint8
+from .common import (ASPECT_RATIOS, DeviceBatch, HostBatch, UnreadableImage, memory_format, open_image, read_bytes,
+                     skip_unreadable, split_samples)
+from .tensor import Normalize, decode_rgb_bytes
+from .tensor import eval_transform as tensor_eval_transform
+from .tensor import train_transform as tensor_train_transform
 
-ASPECT_RATIOS = (3.0 / 4.0, 4.0 / 3.0)  # RandomResizedCrop's default, as in the official augmentation
 
-
-def read_encoded(path: str) -> Tuple[str, bytes]:
+def load(path: str) -> Tuple[str, bytes]:
     """ImageFolder loader: the path (for messages) and the file's bytes."""
-    with open(path, "rb") as f:
-        return path, f.read()
+    return path, read_bytes(path)
+
+
+def gpu_decodable(data: bytes, path: str) -> Optional[Tuple[int, int]]:
+    """(height, width) of a JPEG that nvJPEG/nvImageCodec can decode into the RGB we need (8-bit YCbCr or
+    grayscale, complete), else None. Everything else goes through the worker fallback."""
+    header = open_image(data, path)
+    complete = data.rstrip(b"\x00")[-2:] == b"\xff\xd9"  # a truncated file lacks the end-of-image marker
+    if header.format == "JPEG" and header.mode in ("RGB", "L") and getattr(header, "bits", 8) == 8 and complete:
+        return header.height, header.width
+    return None
 
 
 @dataclass
@@ -54,25 +64,30 @@ class _Plan:
         self.crop_size, self.skip_corrupt, self.fallback = crop_size, skip_corrupt, fallback
 
     def _worker_decoded(self, path: str, data: bytes) -> EncodedImage:
-        # PIL raises OSError for broken files; LoaderSamples skips or reports them as in other pipelines.
-        return EncodedImage(path, self.crop_size, self.skip_corrupt, ready=self.fallback(decode_rgb_bytes(data)))
+        try:
+            image = decode_rgb_bytes(data, path)
+        except UnreadableImage:
+            raise
+        except Exception as exc:
+            raise UnreadableImage(path, exc) from None
+        return EncodedImage(path, self.crop_size, self.skip_corrupt, ready=self.fallback(image))
 
 
 class TrainPlan(_Plan):
     """ImageFolder transform for training: RandomResizedCrop box and flip drawn here, applied on the device."""
 
     def __init__(self, crop_size: int, min_scale: float = 0.08):
-        super().__init__(crop_size, True, train_transform_uint8(crop_size, min_scale))
+        super().__init__(crop_size, True, tensor_train_transform(crop_size, min_scale))
         self.scale = (min_scale, 1.0)
 
     def __call__(self, item: Tuple[str, bytes]) -> EncodedImage:
         path, data = item
-        info = read_jpeg_info(data)
-        if info is None or not info.gpu_decodable:
+        size = gpu_decodable(data, path)
+        if size is None:
             return self._worker_decoded(path, data)
         # get_params reads only the size of its image argument; a broadcast view has the right shape
         # without allocating a picture. Then the flip, drawn as RandomHorizontalFlip draws it.
-        shape_only = torch.empty(1, 1, 1, dtype=torch.uint8).expand(3, info.height, info.width)
+        shape_only = torch.empty(1, 1, 1, dtype=torch.uint8).expand(3, *size)
         box = transforms.RandomResizedCrop.get_params(shape_only, list(self.scale), list(ASPECT_RATIOS))
         flip = bool(torch.rand(1) < 0.5)
         return EncodedImage(path, self.crop_size, True, data=_as_tensor(data), box=tuple(box), flip=flip)
@@ -82,19 +97,27 @@ class EvalPlan(_Plan):
     """ImageFolder transform for evaluation: resize the short side, center crop (SPEC §6), on the device."""
 
     def __init__(self, crop_size: int, resize: int, skip_corrupt: bool = False):
-        super().__init__(crop_size, skip_corrupt, eval_transform_uint8(crop_size, resize))
+        super().__init__(crop_size, skip_corrupt, tensor_eval_transform(crop_size, resize))
         self.resize = resize
 
     def __call__(self, item: Tuple[str, bytes]) -> EncodedImage:
         path, data = item
-        info = read_jpeg_info(data)
-        if info is None or not info.gpu_decodable:
+        if gpu_decodable(data, path) is None:
             return self._worker_decoded(path, data)
         return EncodedImage(path, self.crop_size, self.skip_corrupt, data=_as_tensor(data), resize=self.resize)
 
 
 def _as_tensor(data: bytes) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def collate(samples) -> HostBatch:
+    kept, skipped = split_samples(samples)
+    if not kept:
+        return HostBatch(None, None, [], skipped)
+    images = EncodedBatch(sample[0] for sample in kept)
+    targets = torch.tensor([sample[1] for sample in kept], dtype=torch.long)
+    return HostBatch(images, targets, [sample[2] for sample in kept], skipped)
 
 
 def _geometry(image: torch.Tensor, sample: EncodedImage) -> torch.Tensor:
@@ -183,11 +206,32 @@ def _hwc_to_rgb_chw(image: torch.Tensor) -> torch.Tensor:
 
 
 def _decode_on_host(sample: EncodedImage) -> Optional[torch.Tensor]:
-    """Second chance for a JPEG the device decoder rejected: PIL on the host. None if that fails too."""
+    """Second chance for a JPEG the device decoder rejected: the worker's decoder, here on the host.
+    None if that fails too."""
     try:
-        return decode_rgb_bytes(bytes(sample.data.numpy()))
-    except DECODE_ERRORS as exc:
+        return decode_rgb_bytes(bytes(sample.data.numpy()), sample.path)
+    except Exception as exc:  # any decoder error: the file is unreadable
         return skip_unreadable(sample.path, exc, sample.skip_corrupt)
+
+
+class Stage:
+    """Host batch of encoded JPEGs -> decoded, cropped, normalised images on the device, with the
+    positions of images no decoder could read left out (their targets too)."""
+
+    def __init__(self, device: torch.device, channels_last: bool, decoder: str = "auto"):
+        self.device, self.format = device, memory_format(channels_last)
+        self.decoder = DeviceJpegDecoder(device, decoder)
+        self.normalize = Normalize(device)
+
+    def __call__(self, batch: HostBatch) -> DeviceBatch:
+        encoded, targets, indices = batch.images, batch.targets, batch.indices
+        images = self.decoder(encoded)
+        if encoded.dropped:
+            dropped = set(encoded.dropped)
+            keep = [k for k in range(len(encoded)) if k not in dropped]
+            targets, indices = targets[keep], [indices[k] for k in keep]
+        images = self.normalize(images).contiguous(memory_format=self.format)
+        return DeviceBatch(images, targets.to(self.device), indices, batch.skipped + len(encoded.dropped))
 
 
 def nvimgcodec_available() -> bool:

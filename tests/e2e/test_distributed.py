@@ -85,8 +85,9 @@ def _reference_steps(data, world_size, global_batch, seed, lr):
     from torchvision import datasets
 
     from models import create_model
-    from utils.data import LoaderSamples, train_transform
-    from utils.samplers import ShardSampler
+    from utils.data.common import SeededSamples as LoaderSamples
+    from utils.data.pil import train_transform
+    from utils.data.samplers import ShardSampler
 
     torch.manual_seed(seed * 1000003)
     model = create_model("resnet18", num_classes=3).train()
@@ -94,7 +95,8 @@ def _reference_steps(data, world_size, global_batch, seed, lr):
     dataset.set_epoch(0)
     optimizer = torch.optim.SGD(model.parameters(), lr, momentum=0.9, weight_decay=0)
     per_process = global_batch // world_size
-    shards = [list(ShardSampler(len(dataset), r, world_size, shuffle=True, seed=seed)) for r in range(world_size)]
+    # The runs' sampler seed (seed * 10007, the data order of runs before it was a DistributedSampler).
+    shards = [list(ShardSampler(dataset, r, world_size, shuffle=True, seed=seed * 10007)) for r in range(world_size)]
     for step in range(len(shards[0]) // per_process):
         optimizer.zero_grad()
         for shard in shards:

@@ -1,11 +1,10 @@
 """paras_flops.py through the real CLI: official-format numbers and exact counts, and its errors."""
-import os
 import subprocess
 import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 
 
 def run_cli(*args):

@@ -1,26 +1,16 @@
 """The tensor input pipeline matches the PIL one: same augmentation draws, same evaluation images to
 within rounding, same decoding of unusual files."""
-import os
 
 import numpy as np
 import torch
 from PIL import Image
 
-import main
-from tests.helpers import TINY, make_image_folder
-from utils.data import eval_transform, train_transform
-from utils.runner import run
-from utils.tensor_data import DeviceNormalize, decode_rgb, eval_transform_uint8, train_transform_uint8
-
-
-def photo_like(path, size=(180, 140), seed=0):
-    """Smooth gradients plus texture: resizing differences show up, unlike on flat colours."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size[1], 0:size[0]]
-    base = np.stack([x * 255 / size[0], y * 255 / size[1], (x + y) % 64 * 4], -1)
-    image = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
-    Image.fromarray(image).save(path, quality=95)
-    return path
+from tests.helpers import photo_like
+from utils.data.pil import eval_transform, train_transform
+from utils.data.tensor import Normalize as DeviceNormalize
+from utils.data.tensor import eval_transform as eval_transform_uint8
+from utils.data.tensor import load as decode_rgb
+from utils.data.tensor import train_transform as train_transform_uint8
 
 
 def normalised(uint8_chw):
@@ -58,13 +48,3 @@ def test_decoding_unusual_files_equals_pil(tmp_path):
         expected = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
         ours = decode_rgb(path)
         assert ours.shape == expected.shape and (ours.int() - expected.int()).abs().max() <= 2, name
-
-
-def test_tensor_backend_trains_and_skips_unreadable_files(tmp_path, capsys):
-    data = make_image_folder(tmp_path / "data", train_per_class=4, val_per_class=2)
-    with open(os.path.join(data, "train", "class0", "img1.jpg"), "wb") as f:
-        f.write(b"\xff\xd8\xff broken")
-    code = run(["-a", "eca_resnet18", "--epochs", "1", "--data-backend", "tensor", "--output-dir",
-                str(tmp_path / "r"), *TINY, "-b", "4", data], main.RECIPE, main.BUILTIN, "")
-    out = capsys.readouterr().out
-    assert code == 0 and "skipped 1 unreadable images" in out

@@ -11,6 +11,7 @@ import main
 from models import create_model
 from tests.helpers import ROOT, TINY, make_image_folder
 from utils import checkpoint as ckpt
+from utils.files import TEMP_TAG, atomic_write
 from utils.runner import run
 
 
@@ -98,20 +99,24 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, data, capsys):
 KILL_DURING_WRITE = """
 import os, signal, sys, torch
 sys.path.insert(0, sys.argv[1])
-from utils import checkpoint as ckpt
-real_save = torch.save
+from utils.files import atomic_write
 def dying_save(obj, f, *a, **k):
     f.write(b"PK\\x03\\x04 partial bytes of a checkpoint")
     f.flush()
     os.kill(os.getpid(), signal.SIGKILL)
-torch.save = dying_save
-ckpt.atomic_save({"epoch": 2, "state_dict": {}}, sys.argv[2])
+with atomic_write(sys.argv[2]) as f:
+    dying_save({"epoch": 2, "state_dict": {}}, f)
 """
+
+
+def save(obj, path):
+    with atomic_write(path) as f:
+        torch.save(obj, f)
 
 
 def test_kill_9_during_write_keeps_previous_checkpoint(tmp_path):
     path = tmp_path / "checkpoint.pth.tar"
-    ckpt.atomic_save({"epoch": 1, "state_dict": {"w": torch.ones(3)}}, str(path))
+    save({"epoch": 1, "state_dict": {"w": torch.ones(3)}}, str(path))
     result = subprocess.run([sys.executable, "-c", KILL_DURING_WRITE, ROOT, str(path)], capture_output=True)
     assert result.returncode == -9
     loaded = torch.load(path, weights_only=True)
@@ -136,5 +141,5 @@ def test_disk_full_is_reported_and_previous_files_stay(tmp_path, data, capsys, m
     assert "No space left on device" in err and "unchanged" in err
     for name, blob in before.items():
         assert (out / name).read_bytes() == blob
-    assert [f for f in os.listdir(out) if f.startswith(".tmp-")] == []
+    assert [f for f in os.listdir(out) if TEMP_TAG in f] == []
     assert torch.load(out / "checkpoint.pth.tar", weights_only=True)["epoch"] == 1

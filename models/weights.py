@@ -1,0 +1,200 @@
+"""Model weights in checkpoint files, including those written by the official ECA-Net code: reading them
+safely, unwrapping them, telling which model they belong to, and loading them strictly.
+
+Official checkpoints are `torch.save` dicts (`epoch`, `arch`, `state_dict`, `best_prec1`, `optimizer`)
+saved from DataParallel, so keys carry a `module.` prefix, tensors may live on CUDA, and `arch` is not
+reliable (ECA checkpoints were seen labelled `se_resnet50`): the architecture, the ECA kernel sizes and
+the class count are read from the tensors. Files are always read with `weights_only=True`: a
+checkpoint is untrusted input and must never run code.
+"""
+import os
+import pickle
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+
+from utils.errors import UserError
+
+from .registry import create_model, list_models, model_family
+
+# Prefixes added by wrappers: DataParallel/DDP ("module.") and torch.compile ("_orig_mod."), in any nesting.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+CLASSIFIER_KEYS = ("fc.weight", "classifier.1.weight")
+ECA_KINDS = ("eca", "eca_ns")
+
+
+class CheckpointError(UserError):
+    """A checkpoint file that cannot be used; the message names the file and the reason."""
+
+
+def read_checkpoint(path: str) -> Dict[str, Any]:
+    """Load a checkpoint dict on the CPU without executing code from the file."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path!r} is a folder, not a file: give the .pth.tar file inside it")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path!r} does not exist; check the path")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types for damaged files; all mean "unusable"
+        text = " ".join(str(exc).split())
+        if isinstance(exc, pickle.UnpicklingError) and "GLOBAL" in text:
+            raise CheckpointError(
+                f"refusing to load {path!r}: it holds objects other than tensors and plain containers, which "
+                "could run code; only weights files are accepted (re-save it with torch.save(state_dict))"
+            ) from None
+        raise CheckpointError(f"{path!r} is not a checkpoint, or is truncated or corrupt ({type(exc).__name__}: "
+                              f"{text[:120]}); give a file written by torch.save") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"checkpoint {path!r} holds a {type(obj).__name__}, expected a dict of tensors")
+    return obj
+
+
+def strip_wrapper_prefixes(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Keys without DataParallel/DDP/compile prefixes (torch's own helper, applied until none is left)."""
+    state_dict = dict(state_dict)
+    while any(key.startswith(WRAPPER_PREFIXES) for key in state_dict):
+        for prefix in WRAPPER_PREFIXES:
+            consume_prefix_in_state_dict_if_present(state_dict, prefix)
+    return state_dict
+
+
+def extract_state_dict(checkpoint: Dict[str, Any], path: str = "<checkpoint>") -> Dict[str, torch.Tensor]:
+    """The model weights of a checkpoint (official dict, ours, or a bare state_dict), unwrapped."""
+    for key in ("state_dict", "model"):
+        if isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    tensors = {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"checkpoint {path!r} contains no model weights (no 'state_dict' entry)")
+    return strip_wrapper_prefixes(tensors)
+
+
+def classifier_outputs(state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
+    for key in CLASSIFIER_KEYS:
+        if key in state_dict:
+            return int(state_dict[key].shape[0])
+    return None
+
+
+def resnet_stage_kernels(state_dict: Dict[str, torch.Tensor]) -> Optional[List[int]]:
+    """One ECA kernel size per ResNet stage, from `layerS.0.<eca|eca_ns>.conv.weight` (shape [., 1, k])."""
+    for kind in ECA_KINDS:
+        weights = [state_dict.get(f"layer{stage}.0.{kind}.conv.weight") for stage in range(1, 5)]
+        if all(w is not None for w in weights):
+            return [int(w.shape[-1]) for w in weights]
+    return None
+
+
+def eca_kernel_sizes(state_dict: Dict[str, torch.Tensor]) -> List[int]:
+    """Kernel size of every ECA layer, in model order: the only 1-D convolutions of these models (ECA's
+    `conv.weight` is [1, 1, k], ECA-NS's [C, 1, k]; MobileNetV2 names them by position, `features.1.conv.3`)."""
+    return [int(v.shape[-1]) for k, v in state_dict.items() if k.endswith("conv.weight") and v.dim() == 3]
+
+
+def kernels_for(arch: str, state_dict: Dict[str, torch.Tensor]):
+    """The k_size argument that rebuilds the checkpoint's ECA layers (None: the model's defaults)."""
+    if model_family(arch) == "resnet":
+        return resnet_stage_kernels(state_dict)
+    kernels = eca_kernel_sizes(state_dict)
+    if not kernels:
+        return None
+    # MobileNetV2 takes the released rule (None), ψ(C) ("adaptive") or one size for every block.
+    for candidate in (None, "adaptive", kernels[0]):
+        with torch.device("meta"):
+            model = create_model(arch, k_size=candidate, num_classes=classifier_outputs(state_dict) or 1000)
+        if getattr(model, "k_size", None) == kernels:
+            return candidate
+    return None
+
+
+def infer_arch(state_dict: Dict[str, torch.Tensor]) -> Optional[str]:
+    """The registered architecture whose key names equal the file's. Models are built on the meta device:
+    no memory, no initialisation cost."""
+    keys = set(state_dict)
+    num_classes = classifier_outputs(state_dict) or 1000
+    for name in list_models():
+        with torch.device("meta"):
+            try:
+                model = create_model(name, num_classes=num_classes, k_size=kernels_for(name, state_dict))
+            except ValueError:
+                continue
+        if set(model.state_dict()) == keys:
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """A checkpoint read from disk: the whole dict (optimizer state etc. for --resume) and its weights."""
+    path: str
+    checkpoint: Dict[str, Any]
+    state_dict: Dict[str, torch.Tensor]
+
+    @classmethod
+    def read(cls, path: str) -> "WeightsFile":
+        checkpoint = read_checkpoint(path)
+        return cls(path, checkpoint, extract_state_dict(checkpoint, path))
+
+    @property
+    def arch(self) -> Optional[str]:
+        return infer_arch(self.state_dict)
+
+    @property
+    def num_classes(self) -> Optional[int]:
+        return classifier_outputs(self.state_dict)
+
+    def kernels(self, arch: str):
+        return kernels_for(arch, self.state_dict)
+
+
+def check_compatible(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], path: str) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k} (file {list(state_dict[k].shape)} vs model {list(expected[k].shape)})"
+        for k in expected
+        if k in state_dict and state_dict[k].shape != expected[k].shape
+    ]
+    problems = []
+    if mismatched:
+        problems.append(f"shape mismatch in {len(mismatched)} tensors: {', '.join(mismatched[:4])}")
+    if missing:
+        problems.append(f"{len(missing)} missing tensors (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {path!r} does not fit this model: {'; '.join(problems)}. "
+            "Check -a/--arch, --ksize and --num-classes against the file"
+        )
+
+
+def load_strict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], source: str) -> torch.nn.Module:
+    """Load `state_dict` into `model` with strict=True; a mismatch is a CheckpointError naming the tensors."""
+    check_compatible(model, state_dict, source)
+    model.load_state_dict(state_dict, strict=True)
+    return model
+
+
+def load_weights(model: torch.nn.Module, path: str) -> Dict[str, Any]:
+    """Load `path` into `model` strictly. Returns the checkpoint dict."""
+    weights = WeightsFile.read(path)
+    load_strict(model, weights.state_dict, path)
+    return weights.checkpoint
+
+
+def apply_pretrained(model: torch.nn.Module, pretrained) -> torch.nn.Module:
+    """Handle the factories' `pretrained` argument: False/None, or a path to a checkpoint file."""
+    if pretrained is None or pretrained is False:
+        return model
+    if pretrained is True:
+        raise UserError(
+            "pretrained=True cannot download weights (the released files are on file-sharing sites); "
+            "download one and pass its path, e.g. pretrained='eca_resnet50_k3557.pth.tar'"
+        )
+    load_weights(model, os.fspath(pretrained))
+    return model

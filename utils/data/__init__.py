@@ -1,0 +1,143 @@
+"""Datasets, loaders and the device stage, built once from the run's data configuration.
+
+The input pipeline (`pil`, `tensor` or `gpu`, one module each) is chosen here, where the loaders are
+built; the training loop, evaluation, attention logging and the benchmark only receive HostBatches from a
+loader and pass them through `Data.stage`, which returns DeviceBatches (normalised images on the device).
+"""
+import os
+import signal
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision import datasets
+
+from . import gpu, pil, tensor
+from .common import DeviceBatch, HostBatch, ImageFolder, SeededSamples
+from .samplers import ShardSampler
+
+BACKENDS = {"pil": pil, "tensor": tensor, "gpu": gpu}
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """What the input pipeline needs to know, and nothing else."""
+    data: Optional[str]          # dataset root; None: synthetic images (--dummy)
+    data_backend: str            # pil, tensor or gpu (resolved)
+    crop_size: int
+    crop_scale: float
+    val_resize: int
+    per_process_batch: int
+    workers: int
+    seed: int
+    skip_corrupt: bool           # evaluation: leave unreadable images out instead of failing
+    num_classes: int             # synthetic images only
+    channels_last: bool
+    label_names: Optional[Tuple[str, ...]] = None  # evaluation: the model's classes, onto which val folders map
+
+
+class DeviceStage:
+    """The backend's device stage, also for batches in which no image was readable."""
+
+    def __init__(self, backend_stage):
+        self.backend_stage = backend_stage
+
+    def __call__(self, batch: HostBatch) -> DeviceBatch:
+        if batch.images is None:
+            return DeviceBatch(None, None, [], batch.skipped)
+        return self.backend_stage(batch)
+
+
+@dataclass
+class Data:
+    train_set: Optional[Dataset]
+    val_set: Dataset
+    train_loader: Optional[DataLoader]
+    val_loader: DataLoader
+    stage: DeviceStage
+    steps_per_epoch: int  # full training steps of an epoch (0 for evaluation-only runs)
+
+    @property
+    def classes(self):
+        return getattr(self.train_set if self.train_set is not None else self.val_set, "classes", None)
+
+    def first_val_batch(self, count: int) -> DeviceBatch:
+        """The first `count` validation images in a fixed order (the same inputs every epoch), through the
+        loader's own collate and the device stage."""
+        samples = self.val_loader.dataset
+        host = self.val_loader.collate_fn([samples[i] for i in range(min(len(samples), count))])
+        return self.stage(host)
+
+
+def _transforms(settings: DataSettings):
+    crop, scale, resize = settings.crop_size, settings.crop_scale, settings.val_resize
+    if settings.data_backend == "gpu":
+        return gpu.TrainPlan(crop, scale), gpu.EvalPlan(crop, resize, skip_corrupt=settings.skip_corrupt)
+    module = BACKENDS[settings.data_backend]
+    return module.train_transform(crop, scale), module.eval_transform(crop, resize)
+
+
+def build_datasets(settings: DataSettings, need_train: bool):
+    """(train, val); train is None for evaluation-only runs. --dummy gives torchvision's FakeData
+    through the official transforms."""
+    train_tf, val_tf = _transforms(settings)
+    if settings.data is None:
+        size = (3, settings.crop_size, settings.crop_size)
+        train = datasets.FakeData(settings.per_process_batch * 20, size, settings.num_classes, train_tf) if need_train else None
+        return train, datasets.FakeData(settings.per_process_batch * 4, size, settings.num_classes, val_tf, random_offset=1 << 20)
+    load = BACKENDS[settings.data_backend].load
+    train = ImageFolder(os.path.join(settings.data, "train"), train_tf, load) if need_train else None
+    val = ImageFolder(os.path.join(settings.data, "val"), val_tf, load)
+    if settings.label_names is not None:
+        position = {name: i for i, name in enumerate(settings.label_names)}
+        val.target_transform = TargetRemap({i: position[c] for i, c in enumerate(val.classes)})
+    return train, val
+
+
+class TargetRemap:
+    """Maps a val folder's class index to the model's class index (picklable for workers)."""
+
+    def __init__(self, mapping: Dict[int, int]):
+        self.mapping = mapping
+
+    def __call__(self, target: int) -> int:
+        return self.mapping[target]
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    # Preemption signals are the main process's to handle (it finishes the step and checkpoints);
+    # workers that died of them would break the loader first.
+    for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
+def _loader(samples: SeededSamples, sampler: ShardSampler, settings: DataSettings, device: torch.device,
+            train: bool) -> DataLoader:
+    return DataLoader(samples, batch_size=settings.per_process_batch, sampler=sampler, num_workers=settings.workers,
+                      drop_last=train, pin_memory=device.type == "cuda", collate_fn=BACKENDS[settings.data_backend].collate,
+                      worker_init_fn=_ignore_stop_signals if settings.workers else None)
+
+
+def build_data(settings: DataSettings, ctx, need_train: bool) -> Data:
+    """Datasets, the training and validation loaders sharded for this process, and the device stage."""
+    train_set, val_set = build_datasets(settings, need_train)
+    train_loader, steps = None, 0
+    if train_set is not None:
+        # The sampler's seed keeps the data order of runs started before it became a DistributedSampler.
+        sampler = ShardSampler(train_set, ctx.rank, ctx.world_size, shuffle=True, seed=settings.seed * 10007)
+        train_loader = _loader(SeededSamples(train_set, settings.seed), sampler, settings, ctx.device, train=True)
+        steps = sampler.share // settings.per_process_batch
+    val_sampler = ShardSampler(val_set, ctx.rank, ctx.world_size, shuffle=False, drop_last=False)
+    val_loader = _loader(SeededSamples(val_set, None, settings.skip_corrupt), val_sampler, settings, ctx.device,
+                         train=False)
+    backend_stage = BACKENDS[settings.data_backend].Stage(ctx.device, settings.channels_last)
+    return Data(train_set, val_set, train_loader, val_loader, DeviceStage(backend_stage), steps)
+
+
+def relative_paths(dataset) -> Optional[list]:
+    """Image paths relative to the dataset root (for --predictions), or None for synthetic data."""
+    if not hasattr(dataset, "samples"):
+        return None
+    return [os.path.relpath(path, dataset.root) for path, _ in dataset.samples]
