@@ -1,4 +1,5 @@
-"""Channel attention layers that plug into the backbones: ECA, ECA-NS, SE and CBAM.
+"""Channel attention layers that plug into the backbones: ECA, ECA-NS, SE, CBAM, and the SE variants
+SE-Var1/2/3 of the paper's Table 1.
 
 Every layer maps (N, C, H, W) -> (N, C, H, W) and is built by `make_attention(kind, channels, k_size)`.
 Parameter names of `ECA` (`conv.weight`, shape [1, 1, k]) equal the official code's, so released
@@ -127,6 +128,71 @@ class CBAM(nn.Module):
         return x * self.sigmoid(self.spatial(maps)).to(x.dtype)
 
 
+class SEVar1(nn.Module):
+    """SE-Var1 (paper Table 1): gate = sigmoid(y), y the channel means. No parameters: it asks whether
+    rescaling by a squashed descriptor helps at all, before any channel weighting is learned."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.sigmoid = nn.Sigmoid()
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sigmoid(self.avg_pool(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x).to(x.dtype)
+
+
+class SEVar2(nn.Module):
+    """SE-Var2 (paper Table 1): gate = sigmoid(w * y), one learned weight per channel (C parameters), i.e.
+    SE-Var3 restricted to a diagonal matrix: no interaction between channels. The weight is the module's
+    own parameter `weight` of shape [C] (`layer1.0.se_var2.weight`): a plain elementwise product, which thop
+    does not count (C multiplies per layer, as negligible as ECA's)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        # Init 1: the layer starts as SE-Var1 exactly (as does SE-Var3, see there), so Var1 / Var2 / Var3
+        # differ at the start of training by nothing but the freedom their extra parameters give. A zero init
+        # would start at a constant 0.5 gate that ignores the descriptor; PyTorch's default for an equivalent
+        # per-channel (depthwise, kernel 1) conv, U(-1, 1), would flip the gate's sense for half the channels.
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.sigmoid = nn.Sigmoid()
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.avg_pool(x)  # (N, C, 1, 1)
+        return self.sigmoid(self.weight[:, None, None] * y)  # type promotion: fp32 under autocast
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x).to(x.dtype)
+
+
+class SEVar3(nn.Module):
+    """SE-Var3 (paper Table 1): gate = sigmoid(W y), one full C x C matrix: SE without the dimensionality
+    reduction (one FC layer instead of two). The nn.Linear (`fc.weight`, [C, C]) has no bias, so the layer
+    holds exactly C^2 parameters, the count the paper gives, and thop counts its C^2 multiply-adds."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, channels, bias=False)
+        # Init W = I: the layer starts as SE-Var1 (and as SE-Var2 at its init), so the comparison measures
+        # what learning the off-diagonal (cross-channel) weights adds. nn.Linear's default, U(+-1/sqrt(C)),
+        # would start near a constant 0.5 gate with random cross-channel mixing instead.
+        nn.init.eye_(self.fc.weight)
+        self.sigmoid = nn.Sigmoid()
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sigmoid(self.fc(self.avg_pool(x).flatten(1)))[:, :, None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x).to(x.dtype)
+
+
 def set_eca_implementation(model: nn.Module, impl: str) -> nn.Module:
     """Switch every ECA layer of `model` to `impl` (same parameters, same function). Runs choose the form
     when they build the model (create_model(..., eca_impl=)); this is for tools that compare forms on one
@@ -141,13 +207,15 @@ def set_eca_implementation(model: nn.Module, impl: str) -> nn.Module:
     return model
 
 
-ATTENTION_KINDS = ("eca", "eca_ns", "se", "cbam")
+ATTENTION_KINDS = ("eca", "eca_ns", "se", "cbam", "se_var1", "se_var2", "se_var3")
+# The SE variants of the paper's Table 1, by kind; they take only the channel count.
+SE_VARIANTS = {"se_var1": SEVar1, "se_var2": SEVar2, "se_var3": SEVar3}
 
 
 def make_attention(kind: Optional[str], channels: int, k_size: int = 3, reduction: int = 16,
                    eca_impl: str = "conv") -> Optional[nn.Module]:
     """Build the attention layer `kind` for `channels` channels; None means a plain backbone.
-    k_size and eca_impl apply to the ECA kinds, reduction to SE and CBAM."""
+    k_size and eca_impl apply to the ECA kinds, reduction to SE and CBAM; the SE variants take neither."""
     if kind is None:
         return None
     if kind == "eca":
@@ -158,4 +226,6 @@ def make_attention(kind: Optional[str], channels: int, k_size: int = 3, reductio
         return SqueezeExcite(channels, reduction)
     if kind == "cbam":
         return CBAM(channels, reduction)
+    if kind in SE_VARIANTS:
+        return SE_VARIANTS[kind](channels)
     raise ValueError(f"unknown attention kind {kind!r}; expected one of {ATTENTION_KINDS} or None")

@@ -1,4 +1,4 @@
-"""One MobileNetV2 definition (torchvision layout, width 1.0, ReLU6) for plain, ECA and SE variants.
+"""One MobileNetV2 definition (torchvision layout, width 1.0, ReLU6) for plain, ECA, SE and SE-Var1/2/3.
 
 Every inverted residual ends with pw-linear conv + BN + attention; the attention layer is the last
 element of the block's `conv` Sequential, matching the official ECA-MobileNetV2 keys
@@ -143,3 +143,26 @@ def mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0
 def se_mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0, eca_impl="conv"):
     _no_ksize("se_mobilenet_v2", k_size)
     return apply_pretrained(MobileNetV2(num_classes, width_mult, attention="se"), pretrained)
+
+
+def _se_variant(kind: str, num_classes, pretrained, width_mult) -> MobileNetV2:
+    """MobileNetV2 with the paper's Table 1 SE variant `kind` (models/attention.py) ending every block."""
+    return apply_pretrained(MobileNetV2(num_classes, width_mult, attention=kind), pretrained)
+
+
+@register_model("mobilenet")
+def se_var1_mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0, eca_impl="conv"):
+    _no_ksize("se_var1_mobilenet_v2", k_size)
+    return _se_variant("se_var1", num_classes, pretrained, width_mult)
+
+
+@register_model("mobilenet")
+def se_var2_mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0, eca_impl="conv"):
+    _no_ksize("se_var2_mobilenet_v2", k_size)
+    return _se_variant("se_var2", num_classes, pretrained, width_mult)
+
+
+@register_model("mobilenet")
+def se_var3_mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0, eca_impl="conv"):
+    _no_ksize("se_var3_mobilenet_v2", k_size)
+    return _se_variant("se_var3", num_classes, pretrained, width_mult)

@@ -1,4 +1,4 @@
-"""One ResNet definition for the plain, ECA, ECA-NS, SE and CBAM variants.
+"""One ResNet definition for the plain, ECA, ECA-NS, SE, SE-Var1/2/3 and CBAM variants.
 
 Layout follows torchvision's ResNet (stride on the 3x3 conv of the bottleneck), with the attention
 layer at the end of the residual branch: after the last BN, before the residual add and final ReLU.
@@ -160,7 +160,8 @@ DEPTHS = {
 }
 
 # Every registered ResNet: name -> (depth, attention kind). ECA and its ablation ECA-NS; the paper's
-# comparison models (Table 3): plain and SE (r = 16) at every depth, CBAM for R-50 and R-101.
+# comparison models (Table 3): plain and SE (r = 16) at every depth, CBAM for R-50 and R-101; the SE
+# variants of Table 1 (models/attention.py SEVar1/2/3) at every depth.
 RESNET_VARIANTS = {
     "eca_resnet18": (18, "eca"), "eca_resnet34": (34, "eca"), "eca_resnet50": (50, "eca"),
     "eca_resnet101": (101, "eca"), "eca_resnet152": (152, "eca"),
@@ -170,6 +171,13 @@ RESNET_VARIANTS = {
     "se_resnet18": (18, "se"), "se_resnet34": (34, "se"), "se_resnet50": (50, "se"), "se_resnet101": (101, "se"),
     "se_resnet152": (152, "se"),
     "cbam_resnet50": (50, "cbam"), "cbam_resnet101": (101, "cbam"),
+    # The SE variants of the paper's Table 1 (its ablation is on R-50; the other depths for comparisons).
+    "se_var1_resnet18": (18, "se_var1"), "se_var1_resnet34": (34, "se_var1"), "se_var1_resnet50": (50, "se_var1"),
+    "se_var1_resnet101": (101, "se_var1"), "se_var1_resnet152": (152, "se_var1"),
+    "se_var2_resnet18": (18, "se_var2"), "se_var2_resnet34": (34, "se_var2"), "se_var2_resnet50": (50, "se_var2"),
+    "se_var2_resnet101": (101, "se_var2"), "se_var2_resnet152": (152, "se_var2"),
+    "se_var3_resnet18": (18, "se_var3"), "se_var3_resnet34": (34, "se_var3"), "se_var3_resnet50": (50, "se_var3"),
+    "se_var3_resnet101": (101, "se_var3"), "se_var3_resnet152": (152, "se_var3"),
 }
 KSIZE_KINDS = ("eca", "eca_ns")
 

@@ -110,20 +110,25 @@ def kernels_for(arch: str, state_dict: Dict[str, torch.Tensor]):
     return None
 
 
-def infer_arch(state_dict: Dict[str, torch.Tensor]) -> Optional[str]:
-    """The registered architecture whose key names equal the file's. Models are built on the meta device:
-    no memory, no initialisation cost."""
-    keys = set(state_dict)
-    num_classes = classifier_outputs(state_dict) or 1000
-    for name in list_models():
-        with torch.device("meta"):
-            try:
-                model = create_model(name, num_classes=num_classes, k_size=kernels_for(name, state_dict))
-            except ValueError:
-                continue
-        if set(model.state_dict()) == keys:
-            return name
-    return None
+def fits(name: str, state_dict: Dict[str, torch.Tensor]) -> bool:
+    """Whether the registered model `name` has exactly the file's key names. Built on the meta device: no
+    memory, no initialisation cost."""
+    with torch.device("meta"):
+        try:
+            model = create_model(name, num_classes=classifier_outputs(state_dict) or 1000,
+                                 k_size=kernels_for(name, state_dict))
+        except ValueError:
+            return False
+    return set(model.state_dict()) == set(state_dict)
+
+
+def infer_arch(state_dict: Dict[str, torch.Tensor], label: Optional[str] = None) -> Optional[str]:
+    """The registered architecture of the file's tensors. `label` (the checkpoint's `arch` field) decides
+    between models with the same tensors (SE-Var1 has none of its own: its keys are ResNet-50's), and only
+    if it fits: the official files' label is not reliable (ECA models were saved as `se_resnet50`)."""
+    if label in list_models() and fits(label, state_dict):
+        return label
+    return next((name for name in list_models() if fits(name, state_dict)), None)
 
 
 @dataclass(frozen=True)
@@ -134,13 +139,23 @@ class WeightsFile:
     state_dict: Dict[str, torch.Tensor]
 
     @classmethod
-    def read(cls, path: str) -> "WeightsFile":
+    def read(cls, path: str, entry: str = "state_dict") -> "WeightsFile":
+        """The checkpoint at `path`, with the weights of its `entry`: "state_dict" (the model), or "model_ema"
+        (the moving average kept by --model-ema: torch's AveragedModel, whose weights are under `module.`)."""
         checkpoint = read_checkpoint(path)
-        return cls(path, checkpoint, extract_state_dict(checkpoint, path))
+        if entry == "state_dict":
+            return cls(path, checkpoint, extract_state_dict(checkpoint, path))
+        average = checkpoint.get(entry)
+        if not isinstance(average, dict):
+            raise CheckpointError(f"checkpoint {path!r} holds no {entry!r} (it was trained without --model-ema): "
+                                  "evaluate its weights without --model-ema")
+        weights = {k: v for k, v in average.items() if k != "n_averaged"}
+        return cls(path, checkpoint, extract_state_dict(weights, path))
 
     @property
     def arch(self) -> Optional[str]:
-        return infer_arch(self.state_dict)
+        label = self.checkpoint.get("arch")
+        return infer_arch(self.state_dict, label if isinstance(label, str) else None)
 
     @property
     def num_classes(self) -> Optional[int]:

@@ -52,3 +52,16 @@ def test_files_that_are_not_checkpoints_say_so(tmp_path):
     torch.save([1, 2], tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match="holds a list"):
         read_checkpoint(str(tmp_path / "list.pth"))
+
+
+def test_the_arch_label_decides_between_models_with_the_same_tensors(tmp_path):
+    """SE-Var1 has no tensors of its own: its keys are ResNet-50's. The checkpoint's `arch` field tells them
+    apart when it fits the tensors (and is ignored when it does not: official files mislabel)."""
+    path = tmp_path / "w.pth.tar"
+    state = create_model("se_var1_resnet50", num_classes=5).state_dict()
+    torch.save({"arch": "se_var1_resnet50", "state_dict": state}, path)
+    assert WeightsFile.read(str(path)).arch == "se_var1_resnet50"
+    torch.save({"state_dict": state}, path)
+    assert WeightsFile.read(str(path)).arch == "resnet50"  # no label: the first model with these tensors
+    torch.save({"arch": "eca_resnet50", "state_dict": state}, path)
+    assert WeightsFile.read(str(path)).arch == "resnet50"  # a label that does not fit is not believed
