@@ -95,16 +95,30 @@ def test_broken_file_without_a_jpeg_header_is_skipped_in_the_worker(tmp_path):
     assert SeededSamples(folder, seed=0)[1] is not None
 
 
-def test_a_batch_survives_the_pin_memory_step_of_cuda_loaders(tmp_path):
+def test_a_batch_survives_the_pin_memory_step_of_cuda_loaders(tmp_path, monkeypatch):
     """On CUDA the loader passes every batch through pin_memory: the EncodedBatch must come out as an
-    EncodedBatch holding the same samples (its tensors live inside the samples, left as they are)."""
+    EncodedBatch holding the same samples, with its buffers (JPEG bytes, worker-decoded crops) pinned.
+    Pinning needs a GPU, so here Tensor.pin_memory is replaced by a stand-in that records its calls."""
     from torch.utils.data._utils.pin_memory import pin_memory
 
+    pinned_from = []
+
+    def fake_pin(tensor):
+        pinned_from.append(tensor)
+        return tensor.clone()
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
     path = photo_like(tmp_path / "a.jpg", size=(60, 50))
-    batch = EncodedBatch([TrainPlan(32)(read_encoded(str(path))), EvalPlan(32, 36)(read_encoded(str(path)))])
+    cmyk = str(tmp_path / "cmyk.JPEG")
+    Image.new("CMYK", (50, 40), (0, 200, 200, 0)).save(cmyk)
+    batch = EncodedBatch([TrainPlan(32)(read_encoded(str(path))), EvalPlan(32, 36)(read_encoded(str(path))),
+                          EvalPlan(32, 36)(read_encoded(cmyk))])
     pinned = pin_memory(batch)
-    assert isinstance(pinned, EncodedBatch) and len(pinned) == 2
-    assert all(a is b for a, b in zip(pinned, batch))
+    assert isinstance(pinned, EncodedBatch) and len(pinned) == 3
+    assert all(a is b for a, b in zip(pinned.plans, batch.plans))
+    assert [id(t) for t in pinned_from] == [id(batch.data), id(batch.ready)] and pinned.data is not batch.data
+    assert torch.equal(pinned.data, batch.data) and torch.equal(pinned.ready, batch.ready)
+    assert pinned.jpeg == [0, 1] and pinned.worker_decoded == [2]
 
 
 def test_decoder_output_layout_conversion():
