@@ -9,13 +9,16 @@ exactly as the official tables count them. Exact decimal counts are printed too.
 import argparse
 import sys
 
-from models import list_models, parse_ksize, unknown_model_message
+from models import list_models, unknown_model_message
 from models.ksize import format_ksize
+from utils.arg_checks import MAX_IMAGE_SIDE, parse_arch_ksize
+from utils.cli import OneLineParser
+from utils.errors import UserError
 from utils.flops import count_params_macs, format_1024
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-a", "--arch", default="eca_resnet50", metavar="ARCH",
                         help="model name (default: eca_resnet50); see --all for the list")
     parser.add_argument("--ksize", default=None,
@@ -41,19 +44,28 @@ def print_table(input_size: int, num_classes: int) -> None:
         print(f"| {arch} | {format_1024(c['params'])} | {format_1024(c['macs'])} | {c['params']:,} | {c['macs']:,} |")
 
 
+def check(args) -> None:
+    """Every bad value is a one-line error (exit 2) before any model is built."""
+    if args.input_size < 32:
+        raise UserError(f"--input-size {args.input_size} is too small: the models downsample 32x; use >= 32")
+    if args.input_size > MAX_IMAGE_SIDE:
+        raise UserError(f"--input-size {args.input_size} is larger than {MAX_IMAGE_SIDE}: the paper's numbers are at 224")
+    if args.num_classes <= 0:
+        raise UserError(f"--num-classes must be positive, got {args.num_classes}")
+    if not args.all and args.arch not in list_models():
+        raise UserError(unknown_model_message(args.arch))
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.input_size < 32:
-            raise ValueError(f"--input-size {args.input_size} is too small: the models downsample 32x; use >= 32")
+        check(args)
         if args.all:
             print_table(args.input_size, args.num_classes)
             return 0
-        if args.arch not in list_models():
-            raise ValueError(unknown_model_message(args.arch))
-        k_size = parse_ksize(args.ksize)
+        k_size = parse_arch_ksize(args.arch, args.ksize)
         line = describe(args.arch, k_size, args.input_size, args.num_classes)
-    except ValueError as exc:
+    except UserError as exc:
         print(f"paras_flops.py: error: {exc}", file=sys.stderr)
         return 2
     if isinstance(k_size, list):

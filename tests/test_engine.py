@@ -9,7 +9,7 @@ from utils.config import LoopSettings, NumericsSettings, ScheduleSettings
 from utils.data import DataSettings, build_data, pil
 from utils.data.common import HostBatch
 from utils.distributed import DistContext
-from utils.engine import EpochPlan, evaluate, train_one_epoch
+from utils.engine import EpochPlan, EvalOptions, evaluate, train_one_epoch
 from utils.numerics import Numerics
 from utils.schedule import build_scheduler
 from utils.training_state import TrainState
@@ -31,7 +31,7 @@ def test_skip_nonfinite_skips_only_bad_steps():
     schedule = ScheduleSettings("step", 0.01, 30, 0.1, 0.0, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     numerics = Numerics(CPU_NUMERICS)
-    state = TrainState(model, model, optimizer, build_scheduler(optimizer, schedule, 4), numerics.grad_scaler(),
+    state = TrainState(model, model, model, optimizer, build_scheduler(optimizer, schedule, 4), numerics.grad_scaler(),
                        numerics, torch.nn.CrossEntropyLoss())
     before = model.conv1.weight.detach().clone()
     stage = pil.Stage(torch.device("cpu"), channels_last=False)
@@ -47,7 +47,7 @@ def test_every_pipeline_feeds_evaluation_and_attention_logging_through_its_stage
     """The same Data object gives the loops and the attention logger normalised device batches, whatever
     the pipeline (the gpu one used to hand the logger undecoded samples)."""
     root = make_image_folder(tmp_path / "data", n_classes=2, train_per_class=2, val_per_class=3, size=(44, 40))
-    settings = DataSettings(data=root, data_backend=backend, crop_size=32, crop_scale=0.08, val_resize=36,
+    settings = DataSettings(data=root, data_backend=backend, train_crop_size=32, val_crop_size=32, crop_scale=0.08, val_resize=36,
                             per_process_batch=4, workers=0, seed=0, skip_corrupt=False, num_classes=2,
                             channels_last=False)
     data = build_data(settings, DistContext(), need_train=False)
@@ -59,5 +59,5 @@ def test_every_pipeline_feeds_evaluation_and_attention_logging_through_its_stage
     gates = channel_gates(model, batch.images)
     assert len(gates) == 8 and all(g.shape[0] == 5 for g in gates.values())
     metrics, rows = evaluate(model, data.val_loader, data.stage, Numerics(CPU_NUMERICS), torch.nn.CrossEntropyLoss(),
-                             show_progress=False, collect_predictions=True)
+                             EvalOptions(show_progress=False, collect_predictions=True))
     assert metrics["count"] == 6 and [r[0] for r in rows] == list(range(6))

@@ -21,7 +21,7 @@ def data(tmp_path_factory):
 def config_of(argv, recipe=main.RECIPE, builtin=main.BUILTIN):
     args, explicit = parse_command_line(argv, recipe, builtin, "")
     classes = None if args.dummy else sorted(["class0", "class1", "class2"])
-    return resolve(args, explicit, DistContext(), classes)
+    return resolve(args, explicit, DistContext(), (classes, 1000))  # enough images for the default batch
 
 
 def test_cpu_defaults_are_the_official_numerics_and_pipeline(data):
@@ -69,6 +69,22 @@ def test_arch_kernels_classes_and_seed_come_from_the_checkpoint(data, tmp_path):
 def test_bad_values_are_user_errors(data):
     with pytest.raises(UserError, match="global batch"):
         args, explicit = parse_command_line(["-b", "3", data], main.RECIPE, main.BUILTIN, "")
-        resolve(args, explicit, DistContext(world_size=2), ["class0", "class1", "class2"])
+        resolve(args, explicit, DistContext(world_size=2), (["class0", "class1", "class2"], 6))
     with pytest.raises(UserError, match="fp16 needs a GPU"):
         config_of(["--amp", "fp16", data])
+
+
+def test_dataparallel_and_sync_bn_are_not_compiled_nor_fused(data, capsys):
+    """On CUDA training compiles and fuses by default, except under DataParallel (a compiled DataParallel gains
+    nothing) or --sync-bn (its collectives break the graph); a line says why."""
+    from utils import resolve as r
+
+    cuda = torch.device("cuda")
+    plain, _ = parse_command_line(["--amp", "bf16", data], main.RECIPE, main.BUILTIN, "")
+    numerics = r._numerics(plain, cuda, r._graph_breaking(plain, data_parallel=False))
+    assert numerics.compile and numerics.channels_last and r._eca_impl(plain, numerics) == "fused"
+    for flags, data_parallel in ((["--sync-bn"], False), ([], True)):
+        args, _ = parse_command_line(["--amp", "bf16", *flags, data], main.RECIPE, main.BUILTIN, "")
+        numerics = r._numerics(args, cuda, r._graph_breaking(args, data_parallel))
+        assert not numerics.compile and r._eca_impl(args, numerics) == "conv"
+        assert "not compiling" in capsys.readouterr().out

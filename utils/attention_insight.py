@@ -41,12 +41,13 @@ def channel_gates(model: nn.Module, images: torch.Tensor) -> Dict[str, torch.Ten
     return gates
 
 
-def log_attention(writer, model: nn.Module, images: torch.Tensor, epoch: int) -> None:
-    """TensorBoard: each ECA kernel's taps as scalars and each layer's gate distribution as a histogram."""
-    if writer is None:
+def log_attention(logger, model: nn.Module, images: torch.Tensor, epoch: int) -> None:
+    """TensorBoard (through the run's logger): each ECA kernel's taps as scalars and each layer's gate
+    distribution as a histogram."""
+    if logger.writer is None:
         return
     for name, taps in eca_kernels(model).items():
         for i, value in enumerate(taps):
-            writer.add_scalar(f"attention_kernel/{name}/tap{i}", value, epoch)
+            logger.scalar(f"attention_kernel/{name}/tap{i}", value, epoch)
     for name, gate in channel_gates(model, images).items():
-        writer.add_histogram(f"attention_gates/{name}", gate, epoch)
+        logger.histogram(f"attention_gates/{name}", gate, epoch)

@@ -30,9 +30,12 @@ class NumericsSettings:
 
 @dataclass(frozen=True)
 class OptimSettings:
+    opt: str               # sgd, sgd_nesterov or adamw
     lr: float              # for the global batch
     momentum: float
     weight_decay: float
+    norm_weight_decay: Optional[float]  # normalisation layers' parameters (None: weight_decay)
+    clip_grad_norm: Optional[float]
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,25 @@ class ScheduleSettings:
     lr_gamma: float
     warmup_epochs: float
     epochs: int
+    lr_warmup_decay: float = 0.0  # the warm-up starts at this fraction of lr
+
+
+@dataclass(frozen=True)
+class MixSettings:
+    """Batch-level MixUp / CutMix (0: off)."""
+    mixup_alpha: float
+    cutmix_alpha: float
+
+    @property
+    def enabled(self) -> bool:
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
+
+@dataclass(frozen=True)
+class EmaSettings:
+    model_ema: bool
+    model_ema_steps: int
+    model_ema_decay: float  # as given; adjusted to the batch, interval and epochs where the average is built
 
 
 @dataclass(frozen=True)
@@ -78,11 +100,14 @@ class RunConfig:
     seed: int
     start_epoch: Optional[int]
     class_names: Tuple[str, ...]
+    train_images: int      # checked on a mid-epoch resume: the rest of the epoch depends on it
     model: ModelSettings
     data: DataSettings
     numerics: NumericsSettings
     optim: OptimSettings
     schedule: ScheduleSettings
+    mix: MixSettings
+    ema: EmaSettings
     loop: LoopSettings
     output: OutputSettings
     launch: LaunchSettings

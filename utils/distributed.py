@@ -89,6 +89,20 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def all_agree(flag: bool, device: torch.device) -> bool:
+    """True only if `flag` is true on every process (one all-reduce when distributed)."""
+    if not is_initialized():
+        return flag
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
+def any_process(flag: bool, device: torch.device) -> bool:
+    """True if `flag` is true on some process."""
+    return not all_agree(not flag, device)
+
+
 def all_gather_objects(obj: Any) -> List[Any]:
     if not is_initialized():
         return [obj]

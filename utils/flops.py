@@ -13,6 +13,8 @@ import torch
 
 from models import create_model
 
+from .errors import UserError
+
 
 def format_1024(value: float) -> str:
     """Official format: two decimals over the largest power of 1024 the value exceeds (K, M, G)."""
@@ -24,7 +26,10 @@ def format_1024(value: float) -> str:
 
 def count_params_macs(arch: str, k_size=None, input_size: int = 224, num_classes: int = 1000) -> Dict[str, int]:
     """Exact parameter count and thop MACs of `arch` on one input_size x input_size RGB image."""
-    from thop import profile  # imported lazily: only this tool needs thop
+    try:
+        from thop import profile  # imported lazily: only this tool needs thop
+    except ImportError:
+        raise UserError("counting FLOPs needs thop: pip install thop (see requirements.txt)") from None
 
     model = create_model(arch, k_size=k_size, num_classes=num_classes).eval()
     n_params = sum(p.numel() for p in model.parameters())

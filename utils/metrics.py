@@ -24,6 +24,9 @@ class MetricSums:
         self.count = 0
 
     def update(self, loss: torch.Tensor, output: torch.Tensor, target: torch.Tensor) -> None:
+        """`target`: class indices, or class probabilities (MixUp/CutMix), counted as their largest class."""
+        if target.dim() == 2:
+            target = target.argmax(1)
         n = target.shape[0]
         correct = correct_topk(output.detach(), target).double()
         self.sums += torch.stack([loss.detach().double() * n, correct[0], correct[1]]).to(self.sums.device)
@@ -42,3 +45,28 @@ class MetricSums:
         loss_sum, top1, top5 = self.sums.tolist()
         n = max(self.count, 1)
         return {"loss": loss_sum / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "count": self.count}
+
+
+class DeferredReads:
+    """Reads the running sums every -p steps without making the host wait for the device: each push starts
+    an asynchronous copy into pinned memory and returns the copy started by the previous push (finished
+    long since), with what was attached to it. Waiting on the current values would drain the GPU's queue
+    of launched work every -p steps. On the CPU the copy is immediate and returned at once."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.pending = None
+
+    def push(self, sums: torch.Tensor, attached):
+        """(host copy of earlier sums, what was attached to them), or None for the first push on a GPU."""
+        if self.device.type != "cuda":
+            return sums.clone(), attached
+        host = torch.empty(sums.shape, dtype=sums.dtype, pin_memory=True)
+        host.copy_(sums, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        previous, self.pending = self.pending, (host, event, attached)
+        if previous is None:
+            return None
+        previous[1].synchronize()
+        return previous[0], previous[2]

@@ -1,34 +1,59 @@
-"""Graceful stop on SIGTERM, SIGINT or SIGUSR1 (cluster preemption, Ctrl-C).
+"""Graceful stop on SIGTERM, SIGINT, SIGUSR1 or SIGHUP (cluster preemption, time limits, Ctrl-C, a closed
+terminal), and when the launcher dies.
 
-The first signal asks the training loop to finish its current step and write a resumable
-checkpoint; a second one exits at once (checkpoint writes are atomic, so the files on disk stay
-loadable). Under DDP the ranks agree on the step to stop at through an all-reduce.
+The first signal asks the training loop to finish its current step and write a resumable checkpoint;
+a second one exits at once (checkpoint writes are atomic, so the files on disk stay loadable), except
+the same signal again within DUPLICATE_S seconds: schedulers and launchers can deliver one signal twice
+(SLURM to every process of a step, and torchrun forwarding it too), and the duplicate must not cost the
+checkpoint. Under DDP the ranks agree on the step to stop at through an all-reduce.
+
+torchrun forwards SIGTERM, SIGINT and SIGHUP to its workers (and SIGUSR1 when asked to:
+`--signals-to-handle`), waits `--shutdown-timeout` seconds (30 by default), then kills them. A signal
+torchrun does not handle (SIGUSR1 by default, or SIGKILL) ends torchrun alone: its workers would train on
+as orphans. So a worker started by torchrun also watches its parent process and stops, saving, once the
+launcher is gone.
 """
 import os
 import signal
 import sys
+import time
 
 import torch
 import torch.distributed as dist
 
-STOP_SIGNALS = tuple(s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR1", None)) if s is not None)
+DUPLICATE_S = 2.0
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGUSR1", "SIGHUP")
+                     if hasattr(signal, name))
+
+
+def launched_by_torchrun() -> bool:
+    return "TORCHELASTIC_RUN_ID" in os.environ
 
 
 class StopRequest:
     def __init__(self):
         self.signal_name = None
+        self._first = (None, 0.0)  # the first signal's number and arrival time
         self._previous = {}
+        # Only a launcher's death means "stop": a plain `nohup python main.py &` outlives its shell on purpose.
+        self._launcher = os.getppid() if launched_by_torchrun() else None
 
     @property
     def requested(self) -> bool:
+        if self.signal_name is None and self._launcher is not None and os.getppid() != self._launcher:
+            self.signal_name = "the launcher's exit"
         return self.signal_name is not None
 
     def _handle(self, signum, _frame) -> None:
         name = signal.Signals(signum).name
-        if self.requested:
+        if self.signal_name is not None:
+            first, when = self._first
+            if signum == first and time.monotonic() - when < DUPLICATE_S:
+                return  # the same signal delivered twice
             print(f"\n=> second signal ({name}): exiting now", file=sys.stderr, flush=True)
             os._exit(128 + signum)
         self.signal_name = name
+        self._first = (signum, time.monotonic())
         print(f"\n=> {name} received: finishing this step, then saving a resumable checkpoint "
               "(send it again to exit at once)", file=sys.stderr, flush=True)
 

@@ -12,72 +12,36 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from models import WeightsFile, format_ksize, list_models, parse_ksize, unknown_model_message
+from models import WeightsFile, create_model, format_ksize
 from models.weights import CheckpointError
 
 from . import cli
-from .config import (LaunchSettings, LoopSettings, ModelSettings, NumericsSettings, OptimSettings, OutputSettings,
-                     RunConfig, ScheduleSettings, frozen)
+from .arg_checks import check_values, parse_arch_ksize
+from .config import (EmaSettings, LaunchSettings, LoopSettings, MixSettings, ModelSettings, NumericsSettings,
+                     OptimSettings, OutputSettings, RunConfig, ScheduleSettings, frozen)
 from .data import DataSettings
+from .data.augment import Augment
 from .dataset_checks import check_dataset
 from .distributed import DistContext, broadcast_object, init_distributed, say
 from .errors import UserError
+from .files import check_output_dir, check_output_file
+from .run_folder import RunFolder, existing_run_file
 
 
 @dataclass
 class Prepared:
-    """A run ready to start: its configuration, its processes, and the checkpoint it starts from (read once)."""
+    """A run ready to start: its configuration, its processes, the checkpoint it starts from (read once),
+    and, on rank 0 of a training run, the run folder it holds."""
     config: RunConfig
     ctx: DistContext
     weights: Optional[WeightsFile]
+    folder: Optional[RunFolder] = None
 
 
 def _apply_defaults(args: argparse.Namespace, defaults: Dict, explicit: set) -> None:
     for key, value in defaults.items():
         if key not in explicit:
             setattr(args, key, value)
-
-
-def _validate(args: argparse.Namespace) -> None:
-    """Reject invalid values before anything starts, with the fix in the message."""
-    if args.arch not in list_models():
-        raise UserError(unknown_model_message(args.arch))
-    parse_ksize(args.ksize)  # raises a UserError naming the accepted forms
-    positive = {"--batch-size": args.batch_size, "--epochs": args.epochs, "--crop-size": args.crop_size,
-                "--val-resize": args.val_resize, "--print-freq": args.print_freq, "--lr-step": args.lr_step}
-    for flag, value in positive.items():
-        if value is None or value <= 0:
-            raise UserError(f"{flag} must be a positive integer, got {value}")
-    if args.num_classes is not None and args.num_classes <= 0:
-        raise UserError(f"--num-classes must be positive, got {args.num_classes}")
-    if args.workers is not None and args.workers < 0:
-        raise UserError(f"--workers must be >= 0, got {args.workers}")
-    if args.lr is None or args.lr < 0:
-        raise UserError(f"--lr must be >= 0, got {args.lr}")
-    if args.weight_decay < 0 or args.momentum < 0:
-        raise UserError("--wd and --momentum must be >= 0")
-    if args.start_epoch is not None and args.start_epoch < 0:
-        raise UserError(f"--start-epoch must be >= 0, got {args.start_epoch}")
-    if not 0.0 <= args.label_smoothing < 1.0:
-        raise UserError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
-    if not 0.0 < args.crop_scale <= 1.0:
-        raise UserError(f"--crop-scale must be in (0, 1], got {args.crop_scale}")
-    if args.skip_nonfinite < 0 or args.max_skipped < 0:
-        raise UserError("--skip-nonfinite and --max-skipped must be >= 0")
-    if args.warmup_epochs < 0:
-        raise UserError(f"--warmup-epochs must be >= 0, got {args.warmup_epochs}")
-    if args.crop_size > args.val_resize:
-        raise UserError(f"--crop-size {args.crop_size} exceeds --val-resize {args.val_resize}: the center crop "
-                        "must fit in the resized image")
-    if args.predictions and not args.evaluate:
-        raise UserError("--predictions is written by an evaluation: add -e")
-    if args.resume and not os.path.isfile(args.resume):
-        raise UserError(f"--resume {args.resume!r}: no such file; give the path of a .pth.tar checkpoint")
-    if args.pretrained is True:
-        raise UserError("--pretrained needs the path of a checkpoint (released weights cannot be downloaded "
-                        "here), e.g. --pretrained eca_resnet50_k3557.pth.tar")
-    if args.pretrained and not os.path.isfile(args.pretrained):
-        raise UserError(f"--pretrained {args.pretrained!r}: no such file")
 
 
 def parse_command_line(argv: Optional[Sequence[str]], recipe: Dict, builtin: Dict, description: str):
@@ -89,7 +53,7 @@ def parse_command_line(argv: Optional[Sequence[str]], recipe: Dict, builtin: Dic
     builtin_data = args.data is None and not args.dummy
     if builtin_data:
         _apply_defaults(args, builtin, explicit)
-    _validate(args)
+    check_values(args)
     if builtin_data:
         from .builtin_dataset import ensure_builtin_dataset
 
@@ -99,22 +63,29 @@ def parse_command_line(argv: Optional[Sequence[str]], recipe: Dict, builtin: Dic
     return args, explicit
 
 
+def _layer_kernels(arch: str, k_size) -> Optional[list]:
+    """The kernel size of every ECA layer `arch` gets from `k_size` (built on the meta device: no memory)."""
+    with torch.device("meta"):
+        return getattr(create_model(arch, k_size=k_size), "k_size", None)
+
+
 def _model_identity(args, explicit: set, weights: Optional[WeightsFile]) -> Tuple[str, object]:
     """arch and k_size: as given, else read from the checkpoint's tensors; a given --ksize that disagrees
     with the file is an error naming both."""
-    arch, k_size = args.arch, parse_ksize(args.ksize)
-    if weights is None:
-        return arch, k_size
-    if "arch" not in explicit:
+    arch = args.arch
+    if weights is not None and "arch" not in explicit:
         detected = weights.arch
         if detected and detected != arch:
             say(f"=> {weights.path}: tensors match {detected}; using it (pass -a to override)")
             arch = detected
-    file_kernels = weights.kernels(arch)
-    if isinstance(k_size, list) and file_kernels is not None and k_size != file_kernels:
-        raise CheckpointError(
-            f"--ksize {format_ksize(k_size)} disagrees with {weights.path}, whose ECA kernels are "
-            f"{format_ksize(file_kernels)}: drop --ksize (it is read from the file) or use the matching file")
+    k_size = parse_arch_ksize(arch, args.ksize)
+    file_kernels = weights.kernels(arch) if weights is not None else None
+    if k_size is not None and file_kernels is not None:
+        given, saved = _layer_kernels(arch, k_size), _layer_kernels(arch, file_kernels)
+        if given != saved:
+            raise CheckpointError(
+                f"--ksize {args.ksize} disagrees with {weights.path}, whose ECA kernels are "
+                f"{format_ksize(saved)}: drop --ksize (it is read from the file) or use the matching file")
     if k_size is None and file_kernels is not None:
         k_size = file_kernels
     return arch, k_size
@@ -163,7 +134,8 @@ def _seed(args, weights: Optional[WeightsFile]) -> int:
     return broadcast_object(random.SystemRandom().randrange(2 ** 31))
 
 
-def _numerics(args, device: torch.device) -> NumericsSettings:
+def _numerics(args, device: torch.device, graph_breaking: str) -> NumericsSettings:
+    """`graph_breaking`: why torch.compile cannot help this run ("" if it can)."""
     cuda = device.type == "cuda"
     amp, channels_last, compiled = args.amp, args.channels_last, args.compile
     if args.official_numerics:
@@ -172,16 +144,30 @@ def _numerics(args, device: torch.device) -> NumericsSettings:
         amp = "bf16" if cuda and torch.cuda.is_bf16_supported() else "none"
     if amp == "fp16" and not cuda:
         raise UserError("--amp fp16 needs a GPU; on the CPU use --amp bf16 or --amp none")
+    if compiled is None:
+        compiled = cuda and not args.evaluate and not graph_breaking
+        if cuda and not args.evaluate and graph_breaking:
+            say(f"=> not compiling: {graph_breaking} (pass --compile to compile anyway)")
     return NumericsSettings(
         device=str(device), amp=amp, channels_last=cuda if channels_last is None else channels_last,
-        compile=(cuda and not args.evaluate) if compiled is None else compiled,
-        compile_backend=args.compile_backend, deterministic=args.deterministic)
+        compile=compiled, compile_backend=args.compile_backend, deterministic=args.deterministic)
+
+
+def _graph_breaking(args, data_parallel: bool) -> str:
+    """Why torch.compile would not pay off: DataParallel replicates the module every step (a compiled
+    DataParallel gives no multi-GPU speed-up) and SyncBatchNorm's collectives break the graph."""
+    if data_parallel:
+        return "DataParallel (several GPUs without torchrun) gains nothing from it; torchrun gives one process per GPU"
+    if args.sync_bn:
+        return "--sync-bn's collectives break the compiled graph"
+    return ""
 
 
 def _eca_impl(args, numerics: NumericsSettings) -> str:
-    # The fused block end only pays off once torch.compile turns it into few kernels.
+    # The fused block end only pays off once torch.compile turns it into few kernels, and needs a plain
+    # BatchNorm (SyncBatchNorm layers keep the reference path anyway).
     if args.eca_impl == "auto":
-        return "fused" if numerics.compile else "conv"
+        return "fused" if numerics.compile and not args.sync_bn else "conv"
     return args.eca_impl
 
 
@@ -211,46 +197,158 @@ def _run_dir(args, arch: str) -> str:
     return args.output_dir or os.path.join("runs", f"{arch}_{args.action}" if args.action else arch)
 
 
-def resolve(args, explicit: set, ctx: DistContext, classes: Optional[list]) -> Tuple[RunConfig, Optional[WeightsFile]]:
-    """The RunConfig of a parsed command line in this process group, and the checkpoint it starts from.
-    `classes`: the dataset's class folders (None for synthetic data)."""
-    pretrained = args.pretrained if isinstance(args.pretrained, str) and not args.resume else ""
-    source = args.resume or pretrained
-    weights = WeightsFile.read(source) if source else None
-    arch, k_size = _model_identity(args, explicit, weights)
-    num_classes = _class_count(args, weights, classes)
-    numerics = _numerics(args, ctx.device)
-    seed = _seed(args, weights)
-    data = DataSettings(
+def _weights_source(args) -> Tuple[str, str]:
+    """(--resume path, --pretrained path), "" for none; --resume auto becomes the run folder's checkpoint
+    if it has one (a requeued job runs the same command), else nothing: a fresh start."""
+    resume = args.resume
+    if resume == "auto":
+        candidate = os.path.join(_run_dir(args, args.arch), "checkpoint.pth.tar")
+        resume = candidate if os.path.isfile(candidate) else ""
+    pretrained = args.pretrained if isinstance(args.pretrained, str) else ""
+    return resume, pretrained
+
+
+def _check_outputs(args, run_dir: str, resume: str) -> None:
+    """The output locations, before any work: usable folders, and a training run's folder not another run's."""
+    flag = "--output-dir" if args.output_dir else "the run folder (--output-dir changes it)"
+    check_output_dir(run_dir, flag)
+    if args.evaluate:
+        if args.predictions:
+            check_output_file(args.predictions, "--predictions")
+        return
+    found = existing_run_file(run_dir)
+    resuming_here = resume and os.path.dirname(os.path.abspath(resume)) == os.path.abspath(run_dir)
+    if found and not resuming_here:
+        raise UserError(f"{run_dir} already holds a run ({found}): continue it with --resume auto, or give this run "
+                        "its own --output-dir")
+
+
+def _check_start(args, weights: Optional[WeightsFile], classes: Optional[list], train_images: int) -> None:
+    """A resumed run continues the same experiment: the same classes, and for a stop in the middle of an
+    epoch the same global batch, seed and images, which fix the rest of the epoch's batches."""
+    if args.evaluate and weights is None:
+        raise UserError("-e evaluates a checkpoint: give it with --resume FILE (or --pretrained FILE); without one "
+                        "the weights would be random")
+    if not args.resume or weights is None or args.evaluate:
+        return
+    saved = weights.checkpoint
+    names = saved.get("class_names")
+    if names and classes and list(names) != list(classes):
+        differ = [f"{a} vs {b}" for a, b in zip(names, classes) if a != b][:2] or [f"{len(names)} vs {len(classes)}"]
+        raise CheckpointError(f"{weights.path} was trained on other classes than {args.data} holds ({', '.join(differ)}): "
+                              "resuming would re-mean its labels; to start a new run from its weights use --pretrained")
+    step, old = int(saved.get("step", 0)), saved.get("args", {})
+    if step and isinstance(old, dict):
+        now = {"-b": args.batch_size, "--seed": args.seed if args.seed is not None else old.get("seed"),
+               "train images": train_images}
+        before = {"-b": old.get("batch_size"), "--seed": old.get("seed"), "train images": old.get("train_images")}
+        changed = [f"{key} {before[key]} -> {now[key]}" for key in now
+                   if before[key] is not None and now[key] != before[key]]
+        if changed:
+            raise UserError(f"{weights.path} stopped in the middle of epoch {saved.get('epoch')} (step {step}); the "
+                            f"rest of that epoch is fixed by -b, --seed and the images, which changed "
+                            f"({', '.join(changed)}): resume with the same ones, or restart that epoch with "
+                            f"--start-epoch {saved.get('epoch')}")
+
+
+def _check_batch(train_images: int, per_process: int, world_size: int) -> None:
+    if train_images and train_images // world_size < per_process:
+        raise UserError(f"train/ holds {train_images} images, fewer than one batch per process (-b "
+                        f"{per_process * world_size} over {world_size} process(es)): lower -b")
+
+
+def _lr_schedule(args, explicit: set) -> str:
+    """--lr-schedule, or torchvision's --lr-scheduler name for the same choice."""
+    if args.lr_scheduler is None:
+        return args.lr_schedule
+    chosen = cli.TORCHVISION_SCHEDULERS[args.lr_scheduler]
+    if "lr_schedule" in explicit and args.lr_schedule != chosen:
+        raise UserError(f"--lr-schedule {args.lr_schedule} and --lr-scheduler {args.lr_scheduler} disagree: give one")
+    return chosen
+
+
+def _data_settings(args, ctx: DistContext, seed: int, numerics: NumericsSettings, labels) -> DataSettings:
+    """`labels`: (num_classes, the model's class names for the val folders or None)."""
+    return DataSettings(
         data=None if args.dummy else args.data, data_backend=_data_backend(args, ctx.device),
-        crop_size=args.crop_size, crop_scale=args.crop_scale, val_resize=args.val_resize,
+        train_crop_size=args.train_crop_size or args.crop_size, val_crop_size=args.val_crop_size or args.crop_size,
+        crop_scale=args.crop_scale, val_resize=args.val_resize,
         per_process_batch=_per_process_batch(args.batch_size, ctx.world_size),
         workers=_default_workers() if args.workers is None else args.workers, seed=seed,
-        skip_corrupt=args.skip_corrupt, num_classes=num_classes, channels_last=numerics.channels_last,
-        label_names=_label_names(args, weights, classes, num_classes))
+        skip_corrupt=args.skip_corrupt or not args.evaluate,  # validation within training: skip and report
+        num_classes=labels[0], channels_last=numerics.channels_last, label_names=labels[1],
+        augment=Augment(args.auto_augment, args.ra_magnitude, args.augmix_severity, args.random_erase))
+
+
+def _training_settings(args, explicit: set) -> dict:
+    """The sections only training uses."""
+    return dict(
+        optim=OptimSettings(args.opt, args.lr, args.momentum, args.weight_decay, args.norm_weight_decay,
+                            args.clip_grad_norm),
+        schedule=ScheduleSettings(_lr_schedule(args, explicit), args.lr, args.lr_step, args.lr_gamma, args.warmup_epochs,
+                                  args.epochs, args.lr_warmup_decay),
+        mix=MixSettings(args.mixup_alpha, args.cutmix_alpha),
+        ema=EmaSettings(args.model_ema, args.model_ema_steps, args.model_ema_decay),
+        loop=LoopSettings(args.epochs, args.print_freq, args.skip_nonfinite, args.max_skipped, args.label_smoothing,
+                          args.progress))
+
+
+def resolve(args, explicit: set, ctx: DistContext, dataset: Tuple[Optional[list], int]) \
+        -> Tuple[RunConfig, Optional[WeightsFile]]:
+    """The RunConfig of a parsed command line in this process group, and the checkpoint it starts from.
+    `dataset`: the class folders (None for synthetic data) and the number of training images."""
+    classes, train_images = dataset
+    resume, pretrained = _weights_source(args)
+    source = resume or pretrained
+    weights = _read_weights(source, args) if source else None
+    arch, k_size = _model_identity(args, explicit, weights)
+    run_dir = _run_dir(args, args.arch if args.resume == "auto" else arch)
+    _check_outputs(args, run_dir, resume)
+    _check_start(args, weights, classes, train_images)
+    num_classes = _class_count(args, weights, classes)
     data_parallel = (ctx.device.type == "cuda" and not ctx.distributed and args.gpu is None
                      and torch.cuda.device_count() > 1)
+    numerics = _numerics(args, ctx.device, _graph_breaking(args, data_parallel))
+    seed = _seed(args, weights)
+    data = _data_settings(args, ctx, seed, numerics, (num_classes, _label_names(args, weights, classes, num_classes)))
+    _check_batch(train_images, data.per_process_batch, ctx.world_size)
     config = RunConfig(
-        evaluate=args.evaluate, resume=args.resume, pretrained=pretrained, seed=seed,
-        start_epoch=args.start_epoch, class_names=tuple(classes or ()),
-        model=ModelSettings(arch, k_size, num_classes, _eca_impl(args, numerics)),
-        data=data, numerics=numerics,
-        optim=OptimSettings(args.lr, args.momentum, args.weight_decay),
-        schedule=ScheduleSettings(args.lr_schedule, args.lr, args.lr_step, args.lr_gamma, args.warmup_epochs,
-                                  args.epochs),
-        loop=LoopSettings(args.epochs, args.print_freq, args.skip_nonfinite, args.max_skipped, args.label_smoothing,
-                          args.progress),
-        output=OutputSettings(_run_dir(args, arch), args.tensorboard, args.log_attention, args.predictions),
-        launch=LaunchSettings(ctx.world_size, args.sync_bn, data_parallel),
-        given=frozen(vars(args)))
+        evaluate=args.evaluate, resume=resume, pretrained=pretrained if not resume else "", seed=seed,
+        start_epoch=args.start_epoch, class_names=tuple(classes or ()), train_images=train_images,
+        model=ModelSettings(arch, k_size, num_classes, _eca_impl(args, numerics)), data=data, numerics=numerics,
+        output=OutputSettings(run_dir, args.tensorboard, args.log_attention, args.predictions),
+        launch=LaunchSettings(ctx.world_size, args.sync_bn, data_parallel), given=frozen(vars(args)),
+        **_training_settings(args, explicit))
     return config, weights
 
 
-def prepare(argv: Optional[Sequence[str]], recipe: Dict, builtin: Dict, description: str) -> Prepared:
-    """Parse, check, start the process group and resolve: everything before any work."""
-    args, explicit = parse_command_line(argv, recipe, builtin, description)
-    classes = None if args.dummy else check_dataset(args.data, need_train=not args.evaluate)
-    ctx = init_distributed(args)
-    config, weights = resolve(args, explicit, ctx, classes)
-    return Prepared(config, ctx, weights)
+def _read_weights(path: str, args) -> WeightsFile:
+    """The checkpoint; for `-e --model-ema`, the moving average it holds."""
+    if args.evaluate and args.model_ema:
+        return WeightsFile.read(path, entry="model_ema")
+    return WeightsFile.read(path)
 
+
+def _claim_run_folder(config: RunConfig, ctx: DistContext) -> Optional[RunFolder]:
+    """Rank 0 of a training run takes its folder; every rank learns whether it could."""
+    if config.evaluate:
+        return None
+    folder, problem = RunFolder(config.output.run_dir), None
+    if ctx.is_main:
+        try:
+            folder.claim()
+        except UserError as exc:
+            problem = str(exc)
+    problem = broadcast_object(problem)
+    if problem:
+        raise UserError(problem)
+    return folder if ctx.is_main else None
+
+
+def prepare(argv: Optional[Sequence[str]], recipe: Dict, builtin: Dict, description: str) -> Prepared:
+    """Parse, check, start the process group, resolve, take the run folder: everything before any work."""
+    args, explicit = parse_command_line(argv, recipe, builtin, description)
+    dataset = (None, 0) if args.dummy else check_dataset(args.data, need_train=not args.evaluate)
+    ctx = init_distributed(args)
+    config, weights = resolve(args, explicit, ctx, dataset)
+    return Prepared(config, ctx, weights, _claim_run_folder(config, ctx))

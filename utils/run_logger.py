@@ -1,12 +1,14 @@
 """Everything about a run in one directory: args.json, metrics.csv (one row per epoch) and TensorBoard
 events. Only the main process writes; other ranks get a logger that does nothing. Files are replaced
 atomically (utils/files.py), so a crash never leaves half a CSV or half a JSON."""
+import contextlib
 import csv
 import io
 import os
 from typing import Dict, Optional
 
-from .files import atomic_write, write_json
+from .errors import RunError, UserError
+from .files import OutputWriteError, atomic_write, write_json
 
 
 class RunLogger:
@@ -19,7 +21,31 @@ class RunLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # imported lazily: optional at run time
 
-            self.writer = SummaryWriter(log_dir=run_dir)
+            with self._tensorboard():
+                self.writer = SummaryWriter(log_dir=run_dir)
+
+    @contextlib.contextmanager
+    def _tensorboard(self):
+        """TensorBoard writes from a thread of its own and reports a failed write (a full disk) at a later
+        call, with whatever exception its writer raised: one error naming the folder."""
+        try:
+            yield
+        except (UserError, RunError):
+            raise
+        except Exception as exc:
+            reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+            raise OutputWriteError(f"cannot write TensorBoard events in {self.run_dir} ({reason}); the checkpoints "
+                                   "there are intact: free space, or resume with --no-tensorboard") from None
+
+    def scalar(self, name: str, value: float, step: int) -> None:
+        if self.writer is not None:
+            with self._tensorboard():
+                self.writer.add_scalar(name, value, step)
+
+    def histogram(self, name: str, values, step: int) -> None:
+        if self.writer is not None:
+            with self._tensorboard():
+                self.writer.add_histogram(name, values, step)
 
     def write_json(self, name: str, payload: Dict) -> None:
         if self.enabled:
@@ -44,13 +70,15 @@ class RunLogger:
         self.scalars(row, step=int(row["epoch"]))
 
     def scalars(self, values: Dict, step: int, prefix: Optional[str] = None) -> None:
-        if self.writer is None:
-            return
         for key, value in values.items():
             if key != "epoch" and isinstance(value, (int, float)):
-                name = key.replace("_", "/", 1) if prefix is None else f"{prefix}/{key}"
-                self.writer.add_scalar(name, value, step)
+                self.scalar(key.replace("_", "/", 1) if prefix is None else f"{prefix}/{key}", value, step)
+        if self.writer is not None:
+            with self._tensorboard():
+                self.writer.flush()  # once per epoch: a full disk shows here, not days later
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            writer, self.writer = self.writer, None
+            with self._tensorboard():
+                writer.close()

@@ -7,29 +7,34 @@ Errors are mapped to exit codes by their base class (utils/errors.py). Only rank
 import csv
 import os
 import sys
+import time
 from typing import Dict, Optional, Sequence
 
 from . import checkpoint as ckpt
 from .config import RunConfig
 from .data import Data, build_data, relative_paths
 from .distributed import cleanup, process_rank, say
-from .engine import evaluate
+from .engine import EvalOptions, evaluate
 from .errors import RunError, UserError, one_line
-from .files import atomic_write
+from .files import OutputWriteError, atomic_write, write_json
 from .model_setup import build_model, wrap_model
 from .numerics import Numerics, set_process_switches
 from .resolve import Prepared, prepare
+from .run_folder import STATUS_NAME
 from .run_logger import RunLogger
-from .trainer import fit, seed_everything
+from .trainer import Outcome, fit, seed_everything
 from .training_state import build_train_state, make_criterion
 
 
 def run(argv: Optional[Sequence[str]], recipe: Dict, builtin: Dict, description: str) -> int:
     prog = os.path.basename(sys.argv[0]) or "main.py"
+    prepared = None
     try:
         prepared = prepare(argv, recipe, builtin, description)
         return _run(prepared)
     except (UserError, RunError) as exc:
+        if isinstance(exc, RunError) and prepared is not None:
+            _record(prepared, Outcome("failed", one_line(exc)))
         # A user error is the same on every rank: one line from the first. A run error can be one rank's.
         rank = process_rank()
         if rank == 0:
@@ -38,6 +43,8 @@ def run(argv: Optional[Sequence[str]], recipe: Dict, builtin: Dict, description:
             print(f"[rank {rank}] {prog}: error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     finally:
+        if prepared is not None and prepared.folder is not None:
+            prepared.folder.release()
         cleanup()
 
 
@@ -67,6 +74,12 @@ def _run(prepared: Prepared) -> int:
     if config.evaluate:
         return _evaluate_only(prepared, data)
     start = _start_position(prepared)
+    if start.epoch >= config.loop.epochs:
+        outcome = Outcome("finished", f"nothing to train: {config.resume} has finished {start.epoch} epochs "
+                                      f"(--epochs {config.loop.epochs}); raise --epochs to train longer")
+        say(f"=> {outcome.message}")
+        _record(prepared, outcome)
+        return 0
     state = build_train_state(config, ctx, prepared.weights, data.steps_per_epoch,
                               start=start.epoch * data.steps_per_epoch + start.step)
     logger = RunLogger(config.output.run_dir, ctx.is_main, config.output.tensorboard)
@@ -77,9 +90,24 @@ def _run(prepared: Prepared) -> int:
             where = f"epoch {start.epoch}" + (f" step {start.step}" if start.step else "")
             say(f"=> resumed {config.resume}: {where}, best Prec@1 {start.best:.3f}")
         logger.write_json("args.json", config.as_dict())
-        return fit(state, data, config, ctx, logger, start)
+        outcome = fit(state, data, config, ctx, logger, start)
     finally:
         logger.close()
+    _record(prepared, outcome)
+    return 0
+
+
+def _record(prepared: Prepared, outcome: Outcome) -> None:
+    """status.json in the run folder (rank 0 of a training run): what a requeue script reads
+    (scripts/run_status.py). A failure to write it must not hide the error being recorded."""
+    if prepared.folder is None:
+        return
+    status = {"state": outcome.state, "message": outcome.message, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        write_json(os.path.join(prepared.config.output.run_dir, STATUS_NAME), status)
+    except OutputWriteError:
+        if outcome.state != "failed":
+            raise
 
 
 def _start_position(prepared: Prepared) -> ckpt.Position:
@@ -95,13 +123,15 @@ def _start_position(prepared: Prepared) -> ckpt.Position:
 def _evaluate_only(prepared: Prepared, data: Data) -> int:
     config, ctx = prepared.config, prepared.ctx
     model = build_model(config.model, prepared.weights)
-    runner = wrap_model(model, ctx, config.numerics, config.launch, training=False)
     numerics = Numerics(config.numerics)
     criterion = make_criterion(config.loop, ctx.device)
     say(_model_line(config, model))
     say(_config_line(config))
-    metrics, rows = evaluate(runner, data.val_loader, data.stage, numerics, criterion, config.loop.progress,
-                             collect_predictions=bool(config.output.predictions))
+    runner, evaluator = wrap_model(model, ctx, config.numerics, config.launch, training=False)
+    options = EvalOptions(show_progress=config.loop.progress, collect_predictions=bool(config.output.predictions),
+                          fixed_batch=config.data.per_process_batch if config.numerics.compile else None)
+    metrics, rows = evaluate(runner if config.numerics.compile else evaluator, data.val_loader, data.stage, numerics,
+                             criterion, options)
     say(f" * Prec@1 {metrics['top1']:.3f} Prec@5 {metrics['top5']:.3f}")
     say(f"=> {metrics['count']} images, loss {metrics['loss']:.4f}, {metrics['images_per_s']:.0f} img/s")
     if metrics["skipped"]:

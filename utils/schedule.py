@@ -6,7 +6,8 @@ uninterrupted run had, and a changed --lr or --epochs takes effect on resume:
 step:   lr * gamma ** (epoch // lr_step)   official ResNet recipe (0.1, /10 every 30 epochs)
 exp:    lr * gamma ** epoch                official MobileNetV2 recipe (0.045 x 0.98 per epoch)
 cosine: lr * (1 + cos(pi * t / T)) / 2     per step, reaching 0 at the last epoch
-Warm-up ramps linearly from 0 over `warmup_epochs`, per step, then hands over to the schedule.
+Warm-up ramps linearly, per step, from 0 (or from --lr-warmup-decay x lr) over `warmup_epochs`, then hands
+over to the schedule.
 """
 import math
 import warnings
@@ -21,7 +22,11 @@ def lr_at(settings: ScheduleSettings, epoch: int, step: int, steps_per_epoch: in
     """The learning rate of `step` in `epoch`."""
     t = epoch + step / max(1, steps_per_epoch)
     if settings.warmup_epochs > 0 and t < settings.warmup_epochs:
-        return settings.lr * (t + 1.0 / max(1, steps_per_epoch)) / settings.warmup_epochs
+        ramp = t + 1.0 / max(1, steps_per_epoch)
+        if settings.lr_warmup_decay:  # from that fraction of lr, as torchvision's linear warm-up
+            start = settings.lr_warmup_decay
+            return settings.lr * (start + (1.0 - start) * ramp / settings.warmup_epochs)
+        return settings.lr * ramp / settings.warmup_epochs
     if settings.lr_schedule == "step":
         return settings.lr * settings.lr_gamma ** (epoch // settings.lr_step)
     if settings.lr_schedule == "exp":

@@ -1,5 +1,6 @@
 """Everything that changes as a run trains, kept together and saved and restored together: the model
-(and the wrapped module the loop calls), optimizer, learning-rate schedule and loss scaler."""
+(and the wrapped module the loop calls), optimizer, learning-rate schedule, loss scaler and the weights'
+moving average; and how each step updates them (batch mixing, gradient clipping)."""
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
@@ -9,8 +10,10 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from models import CheckpointError, WeightsFile
 
-from .config import LoopSettings, RunConfig
+from .config import LoopSettings, OptimSettings, RunConfig
 from .distributed import DistContext
+from .ema import ModelEma
+from .mixing import BatchMixer, build_mixer
 from .model_setup import build_model, wrap_model
 from .numerics import Numerics
 from .schedule import build_scheduler
@@ -20,19 +23,27 @@ from .schedule import build_scheduler
 class TrainState:
     model: nn.Module            # unwrapped: what checkpoints hold
     runner: nn.Module           # DDP / DataParallel / torch.compile around `model`: what the loop calls
+    evaluator: nn.Module        # what validation calls: `model` (DataParallel around it), never compiled
     optimizer: torch.optim.Optimizer
     scheduler: LambdaLR
     scaler: torch.amp.GradScaler
     numerics: Numerics
     criterion: nn.Module
+    ema: Optional[ModelEma] = None
+    mixer: Optional[BatchMixer] = None
+    clip_grad_norm: Optional[float] = None
+    warmup_steps: int = 0       # global steps of the learning-rate warm-up (the average restarts during it)
 
     @property
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict()}
+        state = {"state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict()}
+        if self.ema is not None:
+            state["model_ema"] = self.ema.state_dict()
+        return state
 
     def load_state_dict(self, checkpoint: Dict[str, Any], path: str) -> None:
         """Optimizer and scaler of a checkpoint (the weights are loaded when the model is built; the
@@ -44,25 +55,52 @@ class TrainState:
                                   "run from its weights use --pretrained instead") from None
         if checkpoint.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(checkpoint["scaler"])
+        if self.ema is not None:
+            if "model_ema" not in checkpoint:
+                raise CheckpointError(f"--resume {path!r} holds no moving average (it was trained without "
+                                      "--model-ema): resume without --model-ema, or start a new run with --pretrained")
+            self.ema.load_state_dict(checkpoint["model_ema"])
 
 
 def make_criterion(loop: LoopSettings, device: torch.device) -> nn.Module:
     return nn.CrossEntropyLoss(label_smoothing=loop.label_smoothing).to(device)
 
 
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+
+
+def parameter_groups(model: nn.Module, optim: OptimSettings):
+    """One group, or two when normalisation layers get their own weight decay (--norm-weight-decay)."""
+    if optim.norm_weight_decay is None:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": optim.weight_decay}]
+    norm_ids = {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters(recurse=False)}
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if id(p) not in norm_ids], "weight_decay": optim.weight_decay},
+            {"params": [p for p in params if id(p) in norm_ids], "weight_decay": optim.norm_weight_decay}]
+
+
+def build_optimizer(model: nn.Module, optim: OptimSettings) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, optim)
+    if optim.opt == "adamw":
+        return torch.optim.AdamW(groups, lr=optim.lr)
+    return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=optim.opt == "sgd_nesterov")
+
+
 def build_train_state(config: RunConfig, ctx: DistContext, weights: Optional[WeightsFile], steps_per_epoch: int,
                       start: int = 0) -> TrainState:
-    """The model (checkpoint weights loaded), wrapped for this process; with training settings, the SGD
-    optimizer (state restored on --resume) and the schedule positioned at global step `start`."""
+    """The model (checkpoint weights loaded), wrapped for this process; the optimizer and the moving average
+    (their states restored on --resume); the schedule positioned at global step `start`."""
     model = build_model(config.model, weights)
-    runner = wrap_model(model, ctx, config.numerics, config.launch, training=not config.evaluate)
+    runner, evaluator = wrap_model(model, ctx, config.numerics, config.launch, training=True)
     numerics = Numerics(config.numerics)
-    optim = config.optim
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
-    criterion = make_criterion(config.loop, ctx.device)
-    state = TrainState(model, runner, optimizer, None, numerics.grad_scaler(), numerics, criterion)
+    state = TrainState(model, runner, evaluator, build_optimizer(model, config.optim), None, numerics.grad_scaler(),
+                       numerics, make_criterion(config.loop, ctx.device), clip_grad_norm=config.optim.clip_grad_norm,
+                       warmup_steps=int(config.schedule.warmup_epochs * steps_per_epoch))
+    if config.ema.model_ema:
+        global_batch = config.data.per_process_batch * ctx.world_size
+        state.ema = ModelEma(model, config.ema, global_batch, config.loop.epochs)
+    state.mixer = build_mixer(config.mix, config.model.num_classes, config.seed, ctx.rank)
     if config.resume and weights is not None:
         state.load_state_dict(weights.checkpoint, weights.path)
-    state.scheduler = build_scheduler(optimizer, config.schedule, steps_per_epoch, start)
+    state.scheduler = build_scheduler(state.optimizer, config.schedule, steps_per_epoch, start)
     return state

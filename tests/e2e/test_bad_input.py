@@ -34,6 +34,20 @@ def run_main(argv, capsys):
     (["--crop-size", "300"], "exceeds --val-resize"),
     (["--predictions", "p.csv"], "add -e"),
     (["-a", "resnet50", "--ksize", "3557"], "no ECA layer"),
+    (["--lr", "nan"], "--lr must be a finite number, got nan"),
+    (["--wd", "inf"], "--wd must be a finite number"),
+    (["--momentum", "1.5"], "--momentum must be in [0, 1)"),
+    (["--label-smoothing", "nan"], "--label-smoothing must be a finite number"),
+    (["--warmup-epochs", "6", "--epochs", "5"], "never leave the warm-up"),
+    (["--start-epoch", "5", "--epochs", "1"], "nothing to train"),
+    (["--lr-gamma", "0"], "--lr-gamma must be > 0"),
+    (["--crop-size", "100000", "--val-resize", "100000"], "larger than 4096"),
+    (["--seed", "-3"], "--seed must be in"),
+    (["--dist-timeout", "0"], "--dist-timeout must be > 0"),
+    (["--resume", "x", "--pretrained", "y"], "give one of them"),
+    (["-b", "64"], "fewer than one batch per process"),
+    (["-e"], "-e evaluates a checkpoint"),
+    (["-e", "--resume", "auto"], "--resume auto continues training"),
 ])
 def test_invalid_values_rejected_up_front(flags, message, data, tmp_path, capsys):
     code, err = run_main([*flags, "--output-dir", str(tmp_path / "run"), data], capsys)
@@ -41,6 +55,23 @@ def test_invalid_values_rejected_up_front(flags, message, data, tmp_path, capsys
     assert message in err
     assert len(err.splitlines()) == 1, err
     assert not (tmp_path / "run").exists(), "nothing may be written for a rejected command"
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["-b", "abc"], "argument -b/--batch-size: invalid int value: 'abc'"),
+    (["--data-backend", "fast"], "argument --data-backend: invalid choice"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+])
+def test_argument_syntax_errors_are_one_line(flags, message, data):
+    result = run_script("main.py", [*flags, data])
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_mobilenet_takes_one_kernel_size(data):
+    result = run_script("light_main.py", ["--ksize", "3557", data])
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "eca_mobilenet_v2 takes one kernel size for every block" in result.stderr
 
 
 def test_bad_arch_through_real_cli(data):
@@ -90,8 +121,14 @@ def _non_image(root):
     return root
 
 
+def _data_is_a_file(root):
+    path = os.path.join(root, "train", "class0", "img0.jpg")
+    return path
+
+
 @pytest.mark.parametrize("breaker,message", [
     (_missing_data, "does not exist"),
+    (_data_is_a_file, "is a file, not a folder"),
     (_no_train, "train is missing"),
     (_no_val, "val is missing"),
     (_flat_val, "val archive extracts flat"),

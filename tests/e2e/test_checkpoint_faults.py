@@ -143,3 +143,36 @@ def test_disk_full_is_reported_and_previous_files_stay(tmp_path, data, capsys, m
         assert (out / name).read_bytes() == blob
     assert [f for f in os.listdir(out) if TEMP_TAG in f] == []
     assert torch.load(out / "checkpoint.pth.tar", weights_only=True)["epoch"] == 1
+
+
+def test_resume_onto_other_classes_is_refused(tmp_path, data, capsys):
+    """Same number of classes, other names: the labels would silently mean other things."""
+    out = tmp_path / "run"
+    common = ["-a", "resnet18", "--output-dir", str(out), *TINY]
+    assert run(["--epochs", "1", *common, data], main.RECIPE, main.BUILTIN, "") == 0
+    before = (out / "checkpoint.pth.tar").read_bytes()
+    for split in ("train", "val"):
+        os.rename(os.path.join(data, split, "class2"), os.path.join(data, split, "class9"))
+    capsys.readouterr()
+    code = run(["--epochs", "2", "--resume", str(out / "checkpoint.pth.tar"), *common, data], main.RECIPE,
+               main.BUILTIN, "")
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "other classes" in err and "class2 vs class9" in err and "--pretrained" in err
+    assert (out / "checkpoint.pth.tar").read_bytes() == before
+
+
+def test_mid_epoch_resume_with_another_batch_or_seed_is_refused(tmp_path, data, capsys):
+    out = tmp_path / "run"
+    common = ["-a", "resnet18", "--output-dir", str(out), *TINY[2:], "--seed", "5"]  # TINY without its -b
+    assert run(["--epochs", "1", "-b", "4", *common, data], main.RECIPE, main.BUILTIN, "") == 0
+    path = out / "checkpoint.pth.tar"
+    state = torch.load(path, weights_only=True)
+    state.update(epoch=0, step=1)  # as a stop after the first step of epoch 0 leaves it
+    save(state, str(path))
+    for flags, changed in ((["-b", "6"], "-b 4 -> 6"), (["-b", "4", "--seed", "6"], "--seed 5 -> 6")):
+        capsys.readouterr()
+        code = run(["--epochs", "1", "--resume", str(path), *common, *flags, data], main.RECIPE, main.BUILTIN, "")
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and changed in err and "--start-epoch 0" in err and len(err.splitlines()) == 1, err
+    assert run(["--epochs", "1", "-b", "4", "--resume", str(path), *common, data], main.RECIPE, main.BUILTIN, "") == 0

@@ -43,3 +43,23 @@ def test_bad_ksize_says_why():
     result = run_cli("-a", "eca_resnet50", "--ksize", "3456")
     assert result.returncode == 2
     assert "odd" in result.stderr and "'3456'" in result.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--num-classes", "-5"], "--num-classes must be positive, got -5"),
+    (["--input-size", "100000"], "--input-size 100000 is larger than 4096"),
+    (["--input-size", "16"], "too small"),
+    (["--input-size", "abc"], "invalid int value: 'abc'"),
+    (["-a", "eca_mobilenet_v2", "--ksize", "3557"], "takes one kernel size for every block"),
+    (["-a", "resnet50", "--ksize", "3"], "no ECA layer"),
+])
+def test_every_bad_value_is_one_line(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_mobilenet_takes_one_kernel_size():
+    result = run_cli("-a", "eca_mobilenet_v2", "--ksize", "5")
+    assert result.returncode == 0, result.stderr
+    assert "k_size 5" in result.stdout

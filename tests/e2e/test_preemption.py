@@ -47,11 +47,15 @@ def test_signal_writes_resumable_checkpoint_and_resume_matches(tmp_path, sig):
     assert "resume with:" in stdout and "--resume" in stdout
     state = load(interrupted / "checkpoint.pth.tar")
     assert state["epoch"] == 0 and 0 < state["step"] < 45, "expected a mid-epoch checkpoint"
+    status = run_script("scripts/run_status.py", [str(interrupted)])  # what a requeue script asks
+    assert status.returncode == 10 and "stopped" in status.stdout and "resume with" in status.stdout, status.stdout
 
     resumed = run_script("main.py", [*common, "--output-dir", str(interrupted), "--resume",
                                      str(interrupted / "checkpoint.pth.tar")])
     assert resumed.returncode == 0, resumed.stderr
     assert f"step {state['step']}" in resumed.stdout
+    status = run_script("scripts/run_status.py", [str(interrupted)])
+    assert status.returncode == 0 and "finished" in status.stdout, status.stdout
     straight = run_script("main.py", [*common, "--output-dir", str(tmp_path / "straight")])
     assert straight.returncode == 0, straight.stderr
     a, b = load(interrupted / "checkpoint.pth.tar"), load(tmp_path / "straight" / "checkpoint.pth.tar")
@@ -63,15 +67,37 @@ def test_signal_writes_resumable_checkpoint_and_resume_matches(tmp_path, sig):
 SECOND_SIGNAL_SCRIPT = """
 import os, signal, sys, time
 sys.path.insert(0, sys.argv[1])
-from utils.preemption import StopRequest
+from utils.preemption import DUPLICATE_S, StopRequest
 stop = StopRequest().install()
 os.kill(os.getpid(), signal.SIGTERM)
 time.sleep(0.2)
 print("requested" if stop.requested else "not requested", flush=True)
+time.sleep(DUPLICATE_S)  # past the window in which the same signal counts as a duplicate delivery
 os.kill(os.getpid(), signal.SIGTERM)
 time.sleep(5)
 print("still running")
 """
+
+DUPLICATE_SIGNAL_SCRIPT = """
+import os, signal, sys, time
+sys.path.insert(0, sys.argv[1])
+from utils.preemption import StopRequest
+stop = StopRequest().install()
+os.kill(os.getpid(), signal.SIGTERM)
+os.kill(os.getpid(), signal.SIGTERM)  # SLURM and torchrun both delivering it
+time.sleep(0.2)
+print("requested, still running" if stop.requested else "not requested", flush=True)
+os.kill(os.getpid(), signal.SIGINT)  # another signal: exit at once
+time.sleep(5)
+print("still running")
+"""
+
+
+def test_a_duplicate_delivery_is_not_a_second_signal():
+    result = subprocess.run([sys.executable, "-c", DUPLICATE_SIGNAL_SCRIPT, ROOT], capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.strip() == "requested, still running"
+    assert result.returncode == 128 + signal.SIGINT and "second signal (SIGINT)" in result.stderr
 
 
 def test_second_signal_exits_at_once():

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 
 from . import gpu, pil, tensor
+from .augment import Augment
 from .common import DeviceBatch, HostBatch, ImageFolder, SeededSamples
 from .samplers import ShardSampler
 
@@ -25,7 +26,8 @@ class DataSettings:
     """What the input pipeline needs to know, and nothing else."""
     data: Optional[str]          # dataset root; None: synthetic images (--dummy)
     data_backend: str            # pil, tensor or gpu (resolved)
-    crop_size: int
+    train_crop_size: int
+    val_crop_size: int
     crop_scale: float
     val_resize: int
     per_process_batch: int
@@ -35,6 +37,7 @@ class DataSettings:
     num_classes: int             # synthetic images only
     channels_last: bool
     label_names: Optional[Tuple[str, ...]] = None  # evaluation: the model's classes, onto which val folders map
+    augment: Augment = Augment()                   # training augmentation beyond crop and flip
 
 
 class DeviceStage:
@@ -71,11 +74,13 @@ class Data:
 
 
 def _transforms(settings: DataSettings):
-    crop, scale, resize = settings.crop_size, settings.crop_scale, settings.val_resize
+    train_crop, val_crop, scale, resize = (settings.train_crop_size, settings.val_crop_size, settings.crop_scale,
+                                           settings.val_resize)
     if settings.data_backend == "gpu":
-        return gpu.TrainPlan(crop, scale), gpu.EvalPlan(crop, resize, skip_corrupt=settings.skip_corrupt)
+        return (gpu.TrainPlan(train_crop, scale),
+                gpu.EvalPlan(val_crop, resize, skip_corrupt=settings.skip_corrupt))
     module = BACKENDS[settings.data_backend]
-    return module.train_transform(crop, scale), module.eval_transform(crop, resize)
+    return module.train_transform(train_crop, scale, settings.augment), module.eval_transform(val_crop, resize)
 
 
 def build_datasets(settings: DataSettings, need_train: bool):
@@ -83,7 +88,7 @@ def build_datasets(settings: DataSettings, need_train: bool):
     through the official transforms."""
     train_tf, val_tf = _transforms(settings)
     if settings.data is None:
-        size = (3, settings.crop_size, settings.crop_size)
+        size = (3, settings.train_crop_size, settings.train_crop_size)
         train = datasets.FakeData(settings.per_process_batch * 20, size, settings.num_classes, train_tf) if need_train else None
         return train, datasets.FakeData(settings.per_process_batch * 4, size, settings.num_classes, val_tf, random_offset=1 << 20)
     load = BACKENDS[settings.data_backend].load
@@ -127,7 +132,8 @@ def build_data(settings: DataSettings, ctx, need_train: bool) -> Data:
     if train_set is not None:
         # The sampler's seed keeps the data order of runs started before it became a DistributedSampler.
         sampler = ShardSampler(train_set, ctx.rank, ctx.world_size, shuffle=True, seed=settings.seed * 10007)
-        train_loader = _loader(SeededSamples(train_set, settings.seed), sampler, settings, ctx.device, train=True)
+        samples = SeededSamples(train_set, settings.seed, replace_unreadable=True)
+        train_loader = _loader(samples, sampler, settings, ctx.device, train=True)
         steps = sampler.share // settings.per_process_batch
     val_sampler = ShardSampler(val_set, ctx.rank, ctx.world_size, shuffle=False, drop_last=False)
     val_loader = _loader(SeededSamples(val_set, None, settings.skip_corrupt), val_sampler, settings, ctx.device,

@@ -121,10 +121,19 @@ class SeededSamples(Dataset):
     With a seed, each sample's random augmentation is seeded from (seed, epoch, index) alone, so the
     crop and flip an image gets do not depend on the number of processes or workers, nor on where in
     the epoch a resumed run starts.
+
+    With `replace_unreadable` (training), an unreadable file is replaced by the next readable image of the
+    dataset, with the augmentation drawn for the unreadable one's index: batches keep their size (a smaller
+    batch would make torch.compile build another graph) and the run stays deterministic. Such a sample
+    carries a fourth element, the number of unreadable files it replaced, so they are still counted.
     """
 
-    def __init__(self, dataset: Dataset, seed: Optional[int] = None, skip_corrupt: bool = True):
+    TRIES = 16  # replacements tried before leaving the sample out
+
+    def __init__(self, dataset: Dataset, seed: Optional[int] = None, skip_corrupt: bool = True,
+                 replace_unreadable: bool = False):
         self.dataset, self.seed, self.skip_corrupt, self.epoch = dataset, seed, skip_corrupt, 0
+        self.replace_unreadable = replace_unreadable
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch  # read by workers: they are started anew every epoch (persistent_workers=False)
@@ -133,13 +142,19 @@ class SeededSamples(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int):
-        if self.seed is not None:
-            torch.manual_seed(((self.seed * 1000003 + self.epoch) * 10000019 + index) % 2 ** 63)
-        try:
-            image, target = self.dataset[index]
-        except UnreadableImage as exc:
-            return skip_unreadable(exc.path, exc, self.skip_corrupt)
-        return image, target, index
+        unreadable = 0
+        for attempt in range(self.TRIES if self.replace_unreadable else 1):
+            candidate = (index + attempt) % len(self.dataset)
+            if self.seed is not None:
+                torch.manual_seed(((self.seed * 1000003 + self.epoch) * 10000019 + index) % 2 ** 63)
+            try:
+                image, target = self.dataset[candidate]
+            except UnreadableImage as exc:
+                skip_unreadable(exc.path, exc, self.skip_corrupt)  # warns, or raises in evaluation
+                unreadable += 1
+                continue
+            return (image, target, candidate, unreadable) if unreadable else (image, target, candidate)
+        return None
 
 
 class HostBatch(NamedTuple):
@@ -159,9 +174,11 @@ class DeviceBatch(NamedTuple):
 
 
 def split_samples(samples):
-    """The readable samples of a batch and how many were left out."""
-    kept = [sample for sample in samples if sample is not None]
-    return kept, len(samples) - len(kept)
+    """The readable samples of a batch as (image, target, index), and how many unreadable files it met
+    (left out, or replaced: see SeededSamples)."""
+    kept = [sample[:3] for sample in samples if sample is not None]
+    replaced = sum(sample[3] for sample in samples if sample is not None and len(sample) > 3)
+    return kept, len(samples) - len(kept) + replaced
 
 
 def collate_tensors(samples) -> HostBatch:

@@ -7,6 +7,8 @@ ImageNet mean/std). Training is RandomResizedCrop + horizontal flip.
 import torch
 from torchvision import transforms
 
+from .augment import Augment, pil_erasing, policy
+
 from .common import (IMAGENET_MEAN, IMAGENET_STD, DeviceBatch, HostBatch, collate_tensors, decode_pil, memory_format,
                      to_device)
 
@@ -14,13 +16,11 @@ load = decode_pil
 collate = collate_tensors
 
 
-def train_transform(crop_size: int, min_scale: float = 0.08):
-    return transforms.Compose([
-        transforms.RandomResizedCrop(crop_size, scale=(min_scale, 1.0)),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+def train_transform(crop_size: int, min_scale: float = 0.08, augment: Augment = Augment()):
+    steps = [transforms.RandomResizedCrop(crop_size, scale=(min_scale, 1.0)), transforms.RandomHorizontalFlip(),
+             policy(augment, transforms), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+             pil_erasing(augment)]
+    return transforms.Compose([step for step in steps if step is not None])
 
 
 def eval_transform(crop_size: int, resize: int):

@@ -15,6 +15,7 @@ import torch
 from torchvision import io
 from torchvision.transforms import InterpolationMode, v2
 
+from .augment import Augment, policy, uint8_erasing
 from .common import (IMAGENET_MEAN, IMAGENET_STD, DeviceBatch, HostBatch, UnreadableImage, collate_tensors,
                      memory_format, open_image, read_bytes, to_device, to_rgb8)
 
@@ -57,12 +58,11 @@ def load(path: str) -> torch.Tensor:
         raise UnreadableImage(path, exc) from None
 
 
-def train_transform(crop_size: int, min_scale: float = 0.08):
-    return v2.Compose([
-        v2.RandomResizedCrop(crop_size, scale=(min_scale, 1.0), interpolation=InterpolationMode.BILINEAR,
-                             antialias=True),
-        v2.RandomHorizontalFlip(),
-    ])
+def train_transform(crop_size: int, min_scale: float = 0.08, augment: Augment = Augment()):
+    steps = [v2.RandomResizedCrop(crop_size, scale=(min_scale, 1.0), interpolation=InterpolationMode.BILINEAR,
+                                  antialias=True),
+             v2.RandomHorizontalFlip(), policy(augment, v2), uint8_erasing(augment)]
+    return v2.Compose([step for step in steps if step is not None])
 
 
 def eval_transform(crop_size: int, resize: int):

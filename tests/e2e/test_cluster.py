@@ -1,0 +1,143 @@
+"""Running on a shared cluster: logs written to files, run folders that never collide, files readable as
+the umask says, --resume auto for requeued jobs, and preemption signals that reach the training processes
+under torchrun."""
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import main
+from tests.e2e.test_distributed import free_port
+from tests.helpers import ROOT, TINY, make_image_folder, run_script
+from utils.runner import run
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture()
+def data(tmp_path):
+    return make_image_folder(tmp_path / "data", train_per_class=8, val_per_class=2)
+
+
+def test_output_to_a_file_is_plain_lines(tmp_path, data):
+    """Not a terminal: no carriage returns, one line every -p steps, and the official result line on its own."""
+    result = run_script("main.py", ["-a", "resnet18", "--epochs", "2", "-b", "4", "-p", "2", "--crop-size", "32",
+                                    "--val-resize", "36", "-j", "0", "--output-dir", str(tmp_path / "run"), data])
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stdout + result.stderr
+    for epoch in (0, 1):  # 24 images, batch 4: 6 steps, a line after steps 2, 4 and 6
+        lines = re.findall(rf"^Epoch: \[{epoch}\]\[(\d+)/6\]\tTime [\d.]+ \([\d.]+\)\tData [\d.]+ \([\d.]+\)\t"
+                           r"Loss [\d.]+ \([\d.]+\)\tPrec@1 [\d.]+ \([\d.]+\)\tlr [\d.e-]+\timg/s \d+$",
+                           result.stdout, re.M)
+        assert lines == ["2", "4", "6"], result.stdout
+    assert len(re.findall(r"^ \* Prec@1 [\d.]+ Prec@5 [\d.]+$", result.stdout, re.M)) == 2
+    assert len(re.findall(r"^Val: \[\d\] 6 images", result.stdout, re.M)) == 2
+
+
+def test_a_second_run_never_overwrites_the_first(tmp_path, data, capsys):
+    out = tmp_path / "run"
+    common = ["-a", "resnet18", "--output-dir", str(out), *TINY]
+    assert run([*common, "--epochs", "1", "--seed", "1", data], main.RECIPE, main.BUILTIN, "") == 0
+    before = {name: (out / name).read_bytes() for name in os.listdir(out) if not name.startswith(".")}
+    capsys.readouterr()
+    assert run([*common, "--epochs", "2", "--seed", "2", data], main.RECIPE, main.BUILTIN, "") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--resume auto" in err and "--output-dir" in err and str(out) in err
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+
+def test_two_runs_started_at_once_on_one_folder(tmp_path, data):
+    """One takes the folder, the other stops before writing: the checkpoint and args.json belong to one run."""
+    out = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), "-a", "resnet18", "--epochs", "1",
+                               "--seed", str(seed), "--output-dir", str(out), *TINY, data], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in (11, 22)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], outputs
+    loser = outputs[[p.returncode for p in procs].index(2)][1]
+    assert "in use by another run" in loser or "already holds a run" in loser, loser
+    winner_seed = (11, 22)[[p.returncode for p in procs].index(0)]
+    import json
+
+    assert json.load(open(out / "args.json"))["seed"] == load(out / "checkpoint.pth.tar")["args"]["seed"] == winner_seed
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_files_are_readable_as_the_umask_says(tmp_path, data, umask):
+    out = tmp_path / "run"
+    old = os.umask(umask)
+    try:
+        assert run(["-a", "resnet18", "--epochs", "1", "--output-dir", str(out), *TINY[:-1], data],
+                   main.RECIPE, main.BUILTIN, "") == 0
+    finally:
+        os.umask(old)
+    for name in ("checkpoint.pth.tar", "model_best.pth.tar", "args.json", "metrics.csv"):
+        assert stat.S_IMODE(os.stat(out / name).st_mode) == 0o666 & ~umask, name
+
+
+def test_resume_auto_starts_fresh_then_continues(tmp_path, data, capsys):
+    out = tmp_path / "run"
+    common = ["-a", "resnet18", "--resume", "auto", "--seed", "3", "--output-dir", str(out), *TINY, data]
+    assert run(["--epochs", "1", *common], main.RECIPE, main.BUILTIN, "") == 0
+    assert "resumed" not in capsys.readouterr().out
+    assert run(["--epochs", "2", *common], main.RECIPE, main.BUILTIN, "") == 0
+    assert f"resumed {out / 'checkpoint.pth.tar'}: epoch 1" in capsys.readouterr().out
+    assert load(out / "checkpoint.pth.tar")["epoch"] == 2
+    assert run(["--epochs", "2", *common], main.RECIPE, main.BUILTIN, "") == 0  # a requeued finished job
+    assert "nothing to train" in capsys.readouterr().out
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped has exited)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGUSR1", "SIGKILL"])
+def test_a_signal_to_torchrun_stops_the_workers_with_a_checkpoint(tmp_path, how):
+    """torchrun forwards SIGTERM and SIGINT to its workers; SIGUSR1 (which it does not handle) and SIGKILL end
+    torchrun alone, and the workers, left without their launcher, stop by themselves. Every case: the workers
+    save a resumable checkpoint after the signal and exit within a bounded time."""
+    data = make_image_folder(tmp_path / "data", train_per_class=40, val_per_class=2)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+           os.path.join(ROOT, "main.py"), "-a", "resnet18", "--epochs", "3", "-b", "4", "-p", "1", "--crop-size", "32",
+           "--val-resize", "36", "-j", "0", "--no-tensorboard", "--output-dir", str(out), data]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    launcher = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    while not any(line.startswith("=> training epochs") for line in lines):
+        line = launcher.stdout.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True,
+                                             text=True).stdout.split()]
+    assert len(workers) == 2, workers
+    sent = time.time()
+    launcher.send_signal(getattr(signal, how))
+    try:
+        rest, _ = launcher.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        launcher.kill()
+        raise AssertionError("torchrun did not end")
+    deadline = time.time() + 90
+    while any(alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not any(alive(pid) for pid in workers), f"workers left running after {how}"
+    state = load(out / "checkpoint.pth.tar")
+    assert state["saved_at"] >= sent and (state["step"] > 0 or state["epoch"] > 0), state["epoch"]
+    if how in ("SIGTERM", "SIGINT"):  # the workers' own output comes through the launcher
+        assert "resume with:" in rest, rest[-3000:]
