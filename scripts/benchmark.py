@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from models import create_model, list_models  # noqa: E402
 from utils.config import NumericsSettings  # noqa: E402
-from utils.data import BACKENDS, DataSettings, build_datasets  # noqa: E402
+from utils.data import BACKENDS, DataSettings, build_datasets, make_stage  # noqa: E402
 from utils.data.common import HostBatch, SeededSamples  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.files import write_json  # noqa: E402
@@ -177,10 +177,9 @@ def folder_batches(args, backend: str, numerics: NumericsSettings):
     passed through the pipeline's device stage."""
     device = torch.device(numerics.device)
     loader = folder_loader(args, backend, pin_memory=device.type == "cuda")
-    stage = BACKENDS[backend].Stage(device, numerics.channels_last)
-    for host in endless(loader):
-        if host.images is not None:
-            yield stage(host)
+    for batch in make_stage(backend, device, numerics.channels_last).stream(endless(loader)):
+        if batch.images is not None:
+            yield batch
 
 
 def timed_batches(batches, consume, device, count: int, warmup: int) -> float:

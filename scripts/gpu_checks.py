@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from models.attention import set_eca_implementation  # noqa: E402
 from models.resnet import Bottleneck  # noqa: E402
 from scripts.make_jpeg_folder import make_image  # noqa: E402
-from utils.data import gpu  # noqa: E402
+from utils.data import gpu, make_stage  # noqa: E402
 from utils.data.common import HostBatch, ImageFolder, SeededSamples  # noqa: E402
 from utils.data.gpu import DeviceJpegDecoder, EncodedBatch, EvalPlan, Geometry, TrainPlan  # noqa: E402
 from utils.data.gpu import load as read_encoded  # noqa: E402
@@ -183,6 +183,25 @@ def check_loader_to_stage(device, paths):
            and diff.mean().item() < 2.0}
 
 
+def check_stage_ahead(device, paths):
+    """The training loop's stage (make_stage: one batch ahead on a side stream) against the same host
+    batches through the plain call, with a long main-stream kernel queued after each hand-over, so a missing
+    wait or a freed-too-early buffer shows as different pixels."""
+    folder = ImageFolder(os.path.dirname(os.path.dirname(paths[0])), TrainPlan(224), read_encoded)
+    loader = torch.utils.data.DataLoader(SeededSamples(folder, seed=0), batch_size=4, num_workers=2, pin_memory=True,
+                                         collate_fn=gpu.collate)
+    hosts = list(loader)
+    stage = make_stage("gpu", device, channels_last=True)
+    plain = [stage(host).images.clone() for host in hosts]
+    busy = torch.randn(4096, 4096, device=device)
+    ahead = []
+    for batch in stage.stream(hosts):
+        busy = busy @ busy / 64  # keeps the main stream busy while the next batch is prepared
+        ahead.append((batch.images * 1).clone())
+    same = len(ahead) == len(plain) and all(torch.equal(a, b) for a, b in zip(ahead, plain))
+    yield {"check": "stage one batch ahead (side stream) vs plain stage", "batches": float(len(ahead)), "ok": same}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", default="gpu_checks.json")
@@ -194,7 +213,7 @@ def main(argv=None) -> int:
     report = {"device": torch.cuda.get_device_name(device), "torch": torch.__version__, "checks": []}
     paths = jpeg_files(16)
     checks = (check_fused_eca(device), check_geometry(device, paths), check_decoders(device, paths),
-              check_loader_to_stage(device, paths))
+              check_loader_to_stage(device, paths), check_stage_ahead(device, paths))
     for check in checks:
         for row in rows_or_error(check):
             report["checks"].append(row)

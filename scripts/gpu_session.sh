@@ -3,7 +3,7 @@
 # H100/H200-class GPU, cold compiles included, in order of value:
 #
 #   checks     scripts/gpu_checks.py: fused ECA vs reference (TF32 off), device geometry, decoders, pinned
-#              loader
+#              loader, the stage one batch ahead on a side stream
 #   jpegs      ImageNet-sized generated JPEGs (reused if already there)
 #   resnet50   ECA-ResNet-50 vs ResNet-50, official recipe vs fastest settings, ECA-R50 also trained from the
 #              JPEG folder through the tensor and gpu pipelines          -> decides --data-backend auto

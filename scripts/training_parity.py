@@ -50,8 +50,7 @@ def project_batches(args, seed: int):
     while True:
         data.train_loader.sampler.set_epoch(epoch)
         data.train_loader.dataset.set_epoch(epoch)
-        for host in data.train_loader:
-            batch = data.stage(host)
+        for batch in data.stage.stream(data.train_loader):
             yield batch.images, batch.targets
         yield None
         epoch += 1

@@ -6,7 +6,7 @@ from models import create_model
 from tests.helpers import make_image_folder
 from utils.attention_insight import channel_gates
 from utils.config import LoopSettings, NumericsSettings, ScheduleSettings
-from utils.data import DataSettings, build_data, pil
+from utils.data import DataSettings, build_data, make_stage
 from utils.data.common import HostBatch
 from utils.distributed import DistContext
 from utils.engine import EpochPlan, EvalOptions, evaluate, train_one_epoch
@@ -34,7 +34,7 @@ def test_skip_nonfinite_skips_only_bad_steps():
     state = TrainState(model, model, model, optimizer, build_scheduler(optimizer, schedule, 4), numerics.grad_scaler(),
                        numerics, torch.nn.CrossEntropyLoss())
     before = model.conv1.weight.detach().clone()
-    stage = pil.Stage(torch.device("cpu"), channels_last=False)
+    stage = make_stage("pil", torch.device("cpu"), channels_last=False)
     result = train_one_epoch(state, batches, stage, loop, EpochPlan(0, 0, 4))
     assert result.nonfinite_steps == 1 and result.steps_done == 4
     assert result.metrics["count"] == 12

@@ -5,7 +5,7 @@ from torch import nn
 
 from models import create_model
 from utils.config import LoopSettings, NumericsSettings, OptimSettings, ScheduleSettings
-from utils.data import pil
+from utils.data import make_stage
 from utils.data.common import HostBatch
 from utils.engine import EpochPlan, train_one_epoch
 from utils.numerics import Numerics
@@ -49,6 +49,6 @@ def test_clip_grad_norm_bounds_the_update():
     images = torch.randn(4, 3, 4, 4) * 100  # large inputs: an unclipped gradient would be far longer
     loop = LoopSettings(epochs=1, print_freq=1, skip_nonfinite=0, max_skipped=0, label_smoothing=0.0, progress=False)
     train_one_epoch(state, [HostBatch(images, torch.tensor([0, 1, 2, 0]), [0, 1, 2, 3], 0)],
-                    pil.Stage(torch.device("cpu"), False), loop, EpochPlan(0, 0, 1))
+                    make_stage("pil", torch.device("cpu"), False), loop, EpochPlan(0, 0, 1))
     update = torch.cat([(b - p.detach()).flatten() for b, p in zip(before, model.parameters())])
     assert abs(update.norm().item() - 0.5) < 1e-5

@@ -131,9 +131,8 @@ def train_one_epoch(state: TrainState, loader, stage, loop: LoopSettings, plan: 
     start = fetch = time.perf_counter()
     data_time, last_read = 0.0, None
     with batches(loader) as stream:
-        for host_batch in stream:
+        for batch in stage.stream(stream):
             data_time += time.perf_counter() - fetch
-            batch = stage(host_batch)
             skipped += batch.skipped
             lr = state.lr
             if batch.images is not None and batch.targets.numel():
@@ -212,8 +211,7 @@ def evaluate(model, loader, stage, numerics: Numerics, criterion, options: EvalO
     skipped, start = 0, time.perf_counter()
     progress = Progress("Eval", len(loader), bars=options.show_progress)
     with batches(loader) as stream:
-        for host_batch in stream:
-            batch = stage(host_batch)
+        for batch in stage.stream(stream):
             skipped += batch.skipped
             progress.advance()
             if batch.images is None or not batch.targets.numel():

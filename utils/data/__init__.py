@@ -2,7 +2,8 @@
 
 The input pipeline (`pil`, `tensor` or `gpu`, one module each) is chosen here, where the loaders are
 built; the training loop, evaluation, attention logging and the benchmark only receive HostBatches from a
-loader and pass them through `Data.stage`, which returns DeviceBatches (normalised images on the device).
+loader and pass them through `Data.stage` (`stage.stream(batches)`), which returns DeviceBatches
+(normalised images on the device).
 """
 import os
 import signal
@@ -15,7 +16,8 @@ from torchvision import datasets
 
 from . import gpu, pil, tensor
 from .augment import Augment
-from .common import DeviceBatch, HostBatch, ImageFolder, SeededSamples
+from .common import DeviceBatch, ImageFolder, SeededSamples
+from .device_stage import DeviceStage
 from .samplers import ShardSampler
 
 BACKENDS = {"pil": pil, "tensor": tensor, "gpu": gpu}
@@ -38,18 +40,6 @@ class DataSettings:
     channels_last: bool
     label_names: Optional[Tuple[str, ...]] = None  # evaluation: the model's classes, onto which val folders map
     augment: Augment = Augment()                   # training augmentation beyond crop and flip
-
-
-class DeviceStage:
-    """The backend's device stage, also for batches in which no image was readable."""
-
-    def __init__(self, backend_stage):
-        self.backend_stage = backend_stage
-
-    def __call__(self, batch: HostBatch) -> DeviceBatch:
-        if batch.images is None:
-            return DeviceBatch(None, None, [], batch.skipped)
-        return self.backend_stage(batch)
 
 
 @dataclass
@@ -138,8 +128,15 @@ def build_data(settings: DataSettings, ctx, need_train: bool) -> Data:
     val_sampler = ShardSampler(val_set, ctx.rank, ctx.world_size, shuffle=False, drop_last=False)
     val_loader = _loader(SeededSamples(val_set, None, settings.skip_corrupt), val_sampler, settings, ctx.device,
                          train=False)
-    backend_stage = BACKENDS[settings.data_backend].Stage(ctx.device, settings.channels_last)
-    return Data(train_set, val_set, train_loader, val_loader, DeviceStage(backend_stage), steps)
+    stage = make_stage(settings.data_backend, ctx.device, settings.channels_last)
+    return Data(train_set, val_set, train_loader, val_loader, stage, steps)
+
+
+def make_stage(data_backend: str, device: torch.device, channels_last: bool) -> DeviceStage:
+    """The device stage of one input pipeline. Only the gpu pipeline's stage does device work worth
+    preparing a batch ahead (decode, crop, resize)."""
+    backend_stage = BACKENDS[data_backend].Stage(device, channels_last)
+    return DeviceStage(backend_stage, device, ahead=data_backend == "gpu")
 
 
 def relative_paths(dataset) -> Optional[list]:

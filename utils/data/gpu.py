@@ -260,22 +260,10 @@ class DeviceJpegDecoder:
         self.backend = _choose_backend(device, prefer)
         self.geometry = Geometry.for_device(device) if exact_uint8 is None else Geometry(exact_uint8)
         self._nvimgcodec = _nvimgcodec_decoder(device) if self.backend == "nvimgcodec" else None
-        # A side stream lets the decoding of this batch overlap the tail of the previous step.
-        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
     def __call__(self, batch: EncodedBatch) -> torch.Tensor:
-        if self._stream is None:
-            return self._decode(batch)
-        main = torch.cuda.current_stream(self.device)
-        # No wait on the main stream first: the inputs are host memory, and the caching allocator keeps
-        # each stream's blocks apart, so decoding can start while the previous step still runs.
-        with torch.cuda.stream(self._stream):
-            images = self._decode(batch)
-        main.wait_stream(self._stream)
-        images.record_stream(main)
-        return images
-
-    def _decode(self, batch: EncodedBatch) -> torch.Tensor:
+        """Decodes on the current CUDA stream: the training and evaluation loops run the whole stage one
+        batch ahead on a side stream (data/device_stage.py)."""
         decoded = self._decode_jpegs([batch.jpeg_bytes(j) for j in range(len(batch.jpeg))])
         images: List[Optional[torch.Tensor]] = [None] * len(batch)
         for j, (k, image) in enumerate(zip(batch.jpeg, decoded)):
