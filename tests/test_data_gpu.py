@@ -59,21 +59,33 @@ def test_files_a_gpu_decoder_cannot_take_are_decoded_in_the_worker(tmp_path):
         assert torch.equal(DeviceJpegDecoder(CPU)(EncodedBatch([sample]))[0], expected), name
 
 
-def test_batch_with_an_undecodable_jpeg_drops_it_with_its_target(tmp_path, capsys):
+def batch_with_an_undecodable_jpeg(tmp_path, plan):
     good = [photo_like(tmp_path / f"{i}.jpg", size=(60, 50), seed=i) for i in range(3)]
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(HEADER_ONLY_JPEG)
-    plan = TrainPlan(32)
     samples = [(plan(read_encoded(str(p))), target, index) for index, (p, target) in
                enumerate([(good[0], 0), (bad, 1), (good[1], 2), (good[2], 3)])]
     host = gpu.collate(samples)
-    images, skipped = host.images, host.skipped
-    assert isinstance(images, EncodedBatch) and skipped == 0
+    assert isinstance(host.images, EncodedBatch) and host.skipped == 0  # the header passed the worker's check
+    return host
+
+
+def test_training_batch_with_an_undecodable_jpeg_keeps_its_size(tmp_path, capsys):
+    """The file is dropped and counted; a kept image (with its target) takes its place, so the batch keeps
+    the shape the compiled model was built for."""
+    host = batch_with_an_undecodable_jpeg(tmp_path, TrainPlan(32))
     batch = gpu.Stage(CPU, False)(host)
-    decoded, kept_targets = batch.images, batch.targets
-    assert decoded.shape == (3, 3, 32, 32) and kept_targets.tolist() == [0, 2, 3]
-    assert images.dropped == [1]
+    assert host.images.dropped == [1] and batch.skipped == 1
+    assert batch.images.shape == (4, 3, 32, 32) and batch.targets.tolist() == [0, 2, 3, 0]
+    assert batch.indices == [0, 2, 3, 0] and torch.equal(batch.images[3], batch.images[0])
     assert "bad.jpg" in capsys.readouterr().err
+
+
+def test_evaluation_batch_with_an_undecodable_jpeg_leaves_it_out(tmp_path, capsys):
+    host = batch_with_an_undecodable_jpeg(tmp_path, EvalPlan(32, 36, skip_corrupt=True))
+    batch = gpu.Stage(CPU, False)(host)
+    assert batch.images.shape == (3, 3, 32, 32) and batch.targets.tolist() == [0, 2, 3] and batch.skipped == 1
+    assert batch.indices == [0, 2, 3]
 
 
 def test_evaluation_reports_an_undecodable_jpeg_unless_told_to_skip(tmp_path):

@@ -99,8 +99,8 @@ class EncodedBatch:
       `worker_decoded`), or None;
     - `plans`: every sample's EncodedImage without its bytes or pixels (path, crop, flip, resize).
 
-    After decoding, `dropped` holds the positions of images that no decoder could read (left out of the
-    batch, as unreadable files are in the other pipelines)."""
+    After decoding, `dropped` holds the positions of images that no decoder could read (left out of an
+    evaluation batch; in a training batch, Stage puts kept images in their places)."""
 
     def __init__(self, samples: Sequence[EncodedImage]):
         if any((s.data is None) == (s.ready is None) for s in samples):
@@ -121,6 +121,11 @@ class EncodedBatch:
 
     def __len__(self) -> int:
         return len(self.plans)
+
+    @property
+    def training(self) -> bool:
+        """A training batch: its device-decoded samples carry a random crop box (evaluation ones a resize)."""
+        return any(self.plans[k].box is not None for k in self.jpeg)
 
     @property
     def crop_size(self) -> int:
@@ -370,7 +375,13 @@ class Stage:
         if encoded.dropped:
             dropped = set(encoded.dropped)
             keep = [k for k in range(len(encoded)) if k not in dropped]
-            targets, indices = targets[keep], [indices[k] for k in keep]
+            rows = list(range(len(keep)))
+            if encoded.training and keep:
+                # A training batch keeps its size (one graph under torch.compile), as the other pipelines
+                # replace an unreadable file: kept images, in order, fill the places of the dropped ones.
+                rows += [r % len(keep) for r in range(len(dropped))]
+                images = images[rows]
+            targets, indices = targets[[keep[r] for r in rows]], [indices[keep[r]] for r in rows]
         images = self.normalize(images).contiguous(memory_format=self.format)
         return DeviceBatch(images, to_device(targets, self.device), indices, batch.skipped + len(encoded.dropped))
 
