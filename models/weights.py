@@ -29,6 +29,16 @@ class CheckpointError(UserError):
     """A checkpoint file that cannot be used; the message names the file and the reason."""
 
 
+def _load_failure_detail(text: str) -> str:
+    """The part of torch.load's message that says what is wrong with the file. For bytes that are no pickle,
+    the weights-only unpickler wraps its reason ("Unsupported operand 73") in general advice, which includes
+    retrying without weights_only: not advice for a file that failed to load."""
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1].split("Check the documentation", 1)[0].strip()
+    return text[:120]
+
+
 def read_checkpoint(path: str) -> Dict[str, Any]:
     """Load a checkpoint dict on the CPU without executing code from the file."""
     if os.path.isdir(path):
@@ -45,7 +55,7 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
                 "could run code; only weights files are accepted (re-save it with torch.save(state_dict))"
             ) from None
         raise CheckpointError(f"{path!r} is not a checkpoint, or is truncated or corrupt ({type(exc).__name__}: "
-                              f"{text[:120]}); give a file written by torch.save") from None
+                              f"{_load_failure_detail(text)}); give a file written by torch.save") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path!r} holds a {type(obj).__name__}, expected a dict of tensors")
     return obj
