@@ -25,7 +25,7 @@ from .dataset_checks import check_dataset
 from .distributed import DistContext, broadcast_object, init_distributed, say
 from .errors import UserError
 from .files import check_output_dir, check_output_file
-from .run_folder import RunFolder, existing_run_file
+from .run_folder import RunFolder, existing_run_file, trained_run_file
 
 
 @dataclass
@@ -218,9 +218,17 @@ def _check_outputs(args, run_dir: str, resume: str) -> None:
         return
     found = existing_run_file(run_dir)
     resuming_here = resume and os.path.dirname(os.path.abspath(resume)) == os.path.abspath(run_dir)
-    if found and not resuming_here:
-        raise UserError(f"{run_dir} already holds a run ({found}): continue it with --resume auto, or give this run "
-                        "its own --output-dir")
+    if not found or resuming_here:
+        return
+    if args.resume == "auto":  # the folder has no checkpoint.pth.tar (else `resume` would name it)
+        trained = trained_run_file(run_dir)
+        if trained is None:
+            return  # the run there was killed before its first checkpoint: a requeued job starts it again
+        raise UserError(f"--resume auto: {run_dir} has no checkpoint.pth.tar, but its {trained} shows that a run "
+                        f"trained there; resume from a file explicitly (--resume {os.path.join(run_dir, trained)} "
+                        "if it is a checkpoint), or give this run its own --output-dir")
+    raise UserError(f"{run_dir} already holds a run ({found}): continue it with --resume auto, or give this run "
+                    "its own --output-dir")
 
 
 def _check_start(args, weights: Optional[WeightsFile], classes: Optional[list], train_images: int) -> None:

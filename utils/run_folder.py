@@ -17,8 +17,18 @@ from .files import remove_stale_temps
 
 # What marks a folder as holding a run: the files a training run writes.
 RUN_FILES = ("checkpoint.pth.tar", "model_best.pth.tar", "metrics.csv", "args.json", "status.json")
+TRAINED_FILES = ("checkpoint.pth.tar", "model_best.pth.tar", "metrics.csv")
 STATUS_NAME = "status.json"  # how the last run in the folder ended: finished, stopped (resumable) or failed
 LOCK_NAME = ".lock"
+
+
+def trained_run_file(folder: str) -> Optional[str]:
+    """The first file that shows a run in `folder` completed an epoch (what a fresh start would overwrite),
+    or None: args.json and status.json alone are written by a run killed before its first checkpoint."""
+    for name in TRAINED_FILES:
+        if os.path.exists(os.path.join(folder, name)):
+            return name
+    return None
 
 
 def existing_run_file(folder: str) -> Optional[str]:

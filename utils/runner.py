@@ -89,6 +89,8 @@ def _run(prepared: Prepared) -> int:
         if config.resume:
             where = f"epoch {start.epoch}" + (f" step {start.step}" if start.step else "")
             say(f"=> resumed {config.resume}: {where}, best Prec@1 {start.best:.3f}")
+        elif config.given.get("resume") == "auto":
+            say(f"=> --resume auto: no checkpoint in {config.output.run_dir} yet; starting a new run")
         logger.write_json("args.json", config.as_dict())
         outcome = fit(state, data, config, ctx, logger, start)
     finally:

@@ -97,6 +97,38 @@ def test_resume_auto_starts_fresh_then_continues(tmp_path, data, capsys):
     assert "nothing to train" in capsys.readouterr().out
 
 
+def test_resume_auto_restarts_a_run_killed_before_its_first_checkpoint(tmp_path, data, capsys):
+    """A hard kill (node failure, SIGKILL after the grace period) in the first epoch leaves args.json and
+    status.json but no checkpoint: the requeued job, with the same command, starts the run again."""
+    out = tmp_path / "run"
+    common = ["-a", "resnet18", "--resume", "auto", "--seed", "3", "--epochs", "1", "--output-dir", str(out), *TINY,
+              data]
+    out.mkdir()
+    (out / "args.json").write_text("{}")
+    (out / "status.json").write_text('{"state": "failed", "message": "killed"}')
+    assert run(common, main.RECIPE, main.BUILTIN, "") == 0
+    assert f"no checkpoint in {out} yet; starting a new run" in capsys.readouterr().out
+    assert load(out / "checkpoint.pth.tar")["epoch"] == 1
+
+
+def test_resume_auto_does_not_start_over_a_run_whose_checkpoint_is_gone(tmp_path, data, capsys):
+    """model_best.pth.tar (or metrics.csv) without checkpoint.pth.tar: epochs were trained there, and a fresh
+    start would overwrite them. One line naming the file to resume from."""
+    out = tmp_path / "run"
+    common = ["-a", "resnet18", "--resume", "auto", "--seed", "3", "--output-dir", str(out), *TINY, data]
+    assert run(["--epochs", "1", *common], main.RECIPE, main.BUILTIN, "") == 0
+    (out / "checkpoint.pth.tar").unlink()
+    best = (out / "model_best.pth.tar").read_bytes()
+    capsys.readouterr()
+    assert run(["--epochs", "2", *common], main.RECIPE, main.BUILTIN, "") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--resume {out / 'model_best.pth.tar'}" in err, err
+    assert (out / "model_best.pth.tar").read_bytes() == best
+    assert run(["--epochs", "2", *common[2:], "--resume", str(out / "model_best.pth.tar")], main.RECIPE,
+               main.BUILTIN, "") == 0
+    assert load(out / "checkpoint.pth.tar")["epoch"] == 2
+
+
 def alive(pid: int) -> bool:
     """Running (a zombie waiting to be reaped has exited)."""
     try:
