@@ -19,6 +19,7 @@ from .errors import RunError, UserError, one_line
 from .files import OutputWriteError, atomic_write, write_json
 from .model_setup import build_model, wrap_model
 from .numerics import Numerics, set_process_switches
+from .preemption import StopRequest
 from .resolve import Prepared, prepare
 from .run_folder import STATUS_NAME
 from .run_logger import RunLogger
@@ -68,11 +69,25 @@ def _config_line(config: RunConfig) -> str:
 
 def _run(prepared: Prepared) -> int:
     config, ctx = prepared.config, prepared.ctx
-    set_process_switches(config.numerics)
-    data = build_data(config.data, ctx, need_train=not config.evaluate)
-    seed_everything(config.seed, 0)
     if config.evaluate:
+        set_process_switches(config.numerics)
+        data = build_data(config.data, ctx, need_train=False)
+        seed_everything(config.seed, 0)
         return _evaluate_only(prepared, data)
+    # From here on a stop signal is a request to stop at a step boundary, also while the loaders and the
+    # model are still being built (one rank killed there would leave the others a connection error).
+    stop = StopRequest().install()
+    try:
+        return _train(prepared, stop)
+    finally:
+        stop.uninstall()
+
+
+def _train(prepared: Prepared, stop: StopRequest) -> int:
+    config, ctx = prepared.config, prepared.ctx
+    set_process_switches(config.numerics)
+    data = build_data(config.data, ctx, need_train=True)
+    seed_everything(config.seed, 0)
     start = _start_position(prepared)
     if start.epoch >= config.loop.epochs:
         outcome = Outcome("finished", f"nothing to train: {config.resume} has finished {start.epoch} epochs "
@@ -92,7 +107,7 @@ def _run(prepared: Prepared) -> int:
         elif config.given.get("resume") == "auto":
             say(f"=> --resume auto: no checkpoint in {config.output.run_dir} yet; starting a new run")
         logger.write_json("args.json", config.as_dict())
-        outcome = fit(state, data, config, ctx, logger, start)
+        outcome = fit(state, data, config, ctx, logger, start, stop)
     finally:
         logger.close()
     _record(prepared, outcome)

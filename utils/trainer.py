@@ -11,8 +11,9 @@ from . import checkpoint as ckpt
 from .attention_insight import log_attention
 from .config import RunConfig
 from .data import Data
-from .distributed import DistContext, any_process, say
+from .distributed import DistContext, all_agree, any_process, say
 from .engine import EpochPlan, EvalOptions, NonFiniteLossError, evaluate, train_one_epoch
+from .errors import RunError
 from .preemption import StopRequest
 from .run_logger import RunLogger
 from .training_state import TrainState
@@ -33,52 +34,48 @@ class Outcome:
 
 
 def fit(state: TrainState, data: Data, config: RunConfig, ctx: DistContext, logger: RunLogger,
-        start: ckpt.Position) -> Outcome:
-    """Train from `start` to the last epoch, or until a stop signal."""
+        start: ckpt.Position, stop: StopRequest) -> Outcome:
+    """Train from `start` to the last epoch, or until `stop` (installed by the caller) is requested."""
     run_dir, loop = config.output.run_dir, config.loop
     best, start_step = start.best, start.step
-    stop = StopRequest().install()
     should_stop = stop.checker(ctx.distributed, ctx.device, loop.print_freq)
     say(f"=> training epochs {start.epoch}-{loop.epochs - 1}, {data.steps_per_epoch} steps each; "
         "SIGTERM, SIGINT, SIGUSR1 or SIGHUP stops after the current step with a resumable checkpoint")
-    try:
-        for epoch in range(start.epoch, loop.epochs):
-            seed_everything(config.seed, epoch)
-            data.train_loader.sampler.set_epoch(epoch, skip=start_step * config.data.per_process_batch)
-            data.train_loader.dataset.set_epoch(epoch)
-            plan = EpochPlan(epoch, start_step, data.steps_per_epoch)
-            result = train_one_epoch(state, data.train_loader, data.stage, loop, plan, should_stop)
-            start_step = 0
-            if not result.completed:
-                position = ckpt.Position(epoch, result.steps_done, best)
-                return _stop_for_signal(stop, ckpt.payload(state, config, position), run_dir, ctx,
-                                        f"epoch {epoch} step {result.steps_done}")
-            _report_epoch_faults(result, epoch)
-            _check_finite_weights(state, epoch, result.lr)
-            # The trained epoch is on disk before validation runs: a validation failure loses nothing.
-            if ctx.is_main:
-                ckpt.save(ckpt.payload(state, config, ckpt.Position(epoch + 1, 0, best)), run_dir, is_best=False)
-            val, _ = evaluate(state.evaluator, data.val_loader, data.stage, state.numerics, state.criterion,
+    for epoch in range(start.epoch, loop.epochs):
+        seed_everything(config.seed, epoch)
+        data.train_loader.sampler.set_epoch(epoch, skip=start_step * config.data.per_process_batch)
+        data.train_loader.dataset.set_epoch(epoch)
+        plan = EpochPlan(epoch, start_step, data.steps_per_epoch)
+        result = train_one_epoch(state, data.train_loader, data.stage, loop, plan, should_stop)
+        start_step = 0
+        if not result.completed:
+            position = ckpt.Position(epoch, result.steps_done, best)
+            return _stop_for_signal(stop, ckpt.payload(state, config, position), run_dir, ctx,
+                                    f"epoch {epoch} step {result.steps_done}")
+        _report_epoch_faults(result, epoch)
+        _check_finite_weights(state, epoch, result.lr)
+        # The trained epoch is on disk before validation runs: a validation failure loses nothing.
+        if ctx.is_main:
+            ckpt.save(ckpt.payload(state, config, ckpt.Position(epoch + 1, 0, best)), run_dir, is_best=False)
+        val, _ = evaluate(state.evaluator, data.val_loader, data.stage, state.numerics, state.criterion,
+                          EvalOptions(show_progress=loop.progress))
+        _report_validation(epoch, val)
+        if state.ema is not None:  # the moving average, evaluated beside the model
+            ema, _ = evaluate(state.ema.module, data.val_loader, data.stage, state.numerics, state.criterion,
                               EvalOptions(show_progress=loop.progress))
-            _report_validation(epoch, val)
-            if state.ema is not None:  # the moving average, evaluated beside the model
-                ema, _ = evaluate(state.ema.module, data.val_loader, data.stage, state.numerics, state.criterion,
-                                  EvalOptions(show_progress=loop.progress))
-                say(f"EMA: Prec@1 {ema['top1']:.3f} Prec@5 {ema['top5']:.3f}\tLoss {ema['loss']:.4f}")
-                val = {**val, **{f"ema_{key}": ema[key] for key in ("loss", "top1", "top5")}}
-            # The first epoch is the best so far even at 0% top-1: model_best.pth.tar always exists.
-            is_best = val["top1"] > best or not os.path.exists(os.path.join(run_dir, ckpt.BEST_NAME))
-            best = max(best, val["top1"])
-            if ctx.is_main:
-                if is_best:  # the same checkpoint, now knowing it is the best (best_prec1 updated)
-                    ckpt.save(ckpt.payload(state, config, ckpt.Position(epoch + 1, 0, best)), run_dir, is_best=True)
-                _log_epoch(logger, epoch, result, val)
-                if config.output.log_attention:
-                    log_attention(logger, state.model, data.first_val_batch(64).images, epoch)
-            if any_process(stop.requested, ctx.device) and epoch + 1 < loop.epochs:
-                return _stop_for_signal(stop, None, run_dir, ctx, f"the end of epoch {epoch}")
-    finally:
-        stop.uninstall()
+            say(f"EMA: Prec@1 {ema['top1']:.3f} Prec@5 {ema['top5']:.3f}\tLoss {ema['loss']:.4f}")
+            val = {**val, **{f"ema_{key}": ema[key] for key in ("loss", "top1", "top5")}}
+        # The first epoch is the best so far even at 0% top-1: model_best.pth.tar always exists.
+        is_best = val["top1"] > best or not os.path.exists(os.path.join(run_dir, ckpt.BEST_NAME))
+        best = max(best, val["top1"])
+        if ctx.is_main:
+            if is_best:  # the same checkpoint, now knowing it is the best (best_prec1 updated)
+                ckpt.save(ckpt.payload(state, config, ckpt.Position(epoch + 1, 0, best)), run_dir, is_best=True)
+            _log_epoch(logger, epoch, result, val)
+            if config.output.log_attention:
+                log_attention(logger, state.model, data.first_val_batch(64).images, epoch)
+        if any_process(stop.requested, ctx.device) and epoch + 1 < loop.epochs:
+            return _stop_for_signal(stop, None, run_dir, ctx, f"the end of epoch {epoch}")
     outcome = Outcome("finished", f"done: best Prec@1 {best:.3f}; checkpoints in {run_dir}")
     say(f"=> {outcome.message}")
     return outcome
@@ -124,8 +121,17 @@ def _log_epoch(logger: RunLogger, epoch: int, result, val) -> None:
 def _stop_for_signal(stop: StopRequest, checkpoint, run_dir: str, ctx: DistContext, where: str) -> Outcome:
     """Save the mid-epoch state (if any), say how to resume, and end the run successfully."""
     path = os.path.join(run_dir, ckpt.CHECKPOINT_NAME)
+    failure = None
     if ctx.is_main and checkpoint is not None:
-        ckpt.save(checkpoint, run_dir, is_best=False)
+        try:
+            ckpt.save(checkpoint, run_dir, is_best=False)
+        except RunError as exc:
+            failure = exc
+    # No process exits before the checkpoint is on disk: launchers that end a job when its first process
+    # exits (srun --kill-on-bad-exit, seeing torchrun's exit 1 after a SIGTERM) would cut the save short.
+    all_agree(failure is None, ctx.device)
+    if failure is not None:
+        raise failure
     outcome = Outcome("stopped", f"stopped by {stop.signal_name or 'a signal on another rank'} at {where}; "
                                  f"checkpoint: {path}; resume with: {resume_command(path)}")
     say(f"=> stopped by {stop.signal_name or 'a signal on another rank'} at {where}; checkpoint: {path}\n"

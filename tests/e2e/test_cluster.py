@@ -129,6 +129,26 @@ def test_resume_auto_does_not_start_over_a_run_whose_checkpoint_is_gone(tmp_path
     assert load(out / "checkpoint.pth.tar")["epoch"] == 2
 
 
+def wait_until_workers_handle_sigterm(launcher) -> list:
+    """The launcher's worker pids, once each has installed its SIGTERM handler (bit 15 of SigCgt in
+    /proc/PID/status): a signal sent earlier would meet Python's default action and kill the worker."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True,
+                                                 text=True).stdout.split()]
+        masks = []
+        for pid in workers:
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    masks += [int(line.split()[1], 16) for line in f if line.startswith("SigCgt:")]
+            except FileNotFoundError:
+                pass
+        if len(workers) == 2 and len(masks) == 2 and all(mask & (1 << (signal.SIGTERM - 1)) for mask in masks):
+            return workers
+        time.sleep(0.2)
+    raise AssertionError("the workers did not install their stop handlers within 60 s")
+
+
 def alive(pid: int) -> bool:
     """Running (a zombie waiting to be reaped has exited)."""
     try:
@@ -155,9 +175,7 @@ def test_a_signal_to_torchrun_stops_the_workers_with_a_checkpoint(tmp_path, how)
         line = launcher.stdout.readline()
         assert line, "".join(lines)
         lines.append(line)
-    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True,
-                                             text=True).stdout.split()]
-    assert len(workers) == 2, workers
+    workers = wait_until_workers_handle_sigterm(launcher)
     sent = time.time()
     launcher.send_signal(getattr(signal, how))
     try:
@@ -173,3 +191,50 @@ def test_a_signal_to_torchrun_stops_the_workers_with_a_checkpoint(tmp_path, how)
     assert state["saved_at"] >= sent and (state["step"] > 0 or state["epoch"] > 0), state["epoch"]
     if how in ("SIGTERM", "SIGINT"):  # the workers' own output comes through the launcher
         assert "resume with:" in rest, rest[-3000:]
+
+
+# Loaded by every worker through PYTHONPATH: rank 0's checkpoint write takes 3 s longer, and each rank
+# records when its checkpoint write ended and when the process exits.
+SLOW_SAVE = '''
+import atexit, os, time
+import torch
+_rank, _log, _save = os.environ.get("RANK"), os.environ["SAVE_LOG"], torch.save
+def _slow_save(obj, f, *args, **kwargs):
+    if _rank == "0" and isinstance(obj, dict) and "step" in obj:
+        time.sleep(3)
+    _save(obj, f, *args, **kwargs)
+    with open(_log, "a") as log:
+        log.write(f"saved {_rank} {time.time()}\\n")
+torch.save = _slow_save
+if _rank is not None:  # a worker, not the launcher
+    atexit.register(lambda: open(_log, "a").write(f"exit {_rank} {time.time()}\\n"))
+'''
+
+
+def test_no_worker_exits_before_the_stop_checkpoint_is_written(tmp_path):
+    """A launcher that ends the whole job when its first process exits (srun --kill-on-bad-exit seeing a
+    torchrun exit 1 after SIGTERM) must not cut rank 0's checkpoint write short: every rank waits for it."""
+    data = make_image_folder(tmp_path / "data", train_per_class=40, val_per_class=2)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SLOW_SAVE)
+    log = tmp_path / "save.log"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+           os.path.join(ROOT, "main.py"), "-a", "resnet18", "--epochs", "3", "-b", "4", "--crop-size", "32",
+           "--val-resize", "36", "-j", "0", "--no-tensorboard", "--no-progress", "--output-dir", str(tmp_path / "run"),
+           data]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONPATH=str(hooks), SAVE_LOG=str(log))
+    launcher = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    while not any(line.startswith("=> training epochs") for line in lines):
+        line = launcher.stdout.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+    wait_until_workers_handle_sigterm(launcher)
+    launcher.send_signal(signal.SIGTERM)
+    rest, _ = launcher.communicate(timeout=120)
+    events = [line.split() for line in log.read_text().splitlines()]
+    saved = [float(t) for kind, rank, t in events if kind == "saved" and rank == "0"]
+    exits = {rank: float(t) for kind, rank, t in events if kind == "exit"}
+    assert saved and set(exits) == {"0", "1"}, "".join(lines) + rest
+    assert exits["1"] >= saved[-1], f"rank 1 exited {saved[-1] - exits['1']:.1f} s before rank 0's checkpoint"
