@@ -15,28 +15,26 @@ from typing import Optional
 from .errors import UserError
 from .files import remove_stale_temps
 
-# What marks a folder as holding a run: the files a training run writes.
-RUN_FILES = ("checkpoint.pth.tar", "model_best.pth.tar", "metrics.csv", "args.json", "status.json")
+# Files a training run writes that show it completed an epoch (what a fresh start would overwrite)...
 TRAINED_FILES = ("checkpoint.pth.tar", "model_best.pth.tar", "metrics.csv")
+# ...and all that mark a folder as holding a run: a run killed before its first checkpoint leaves only these two.
+RUN_FILES = TRAINED_FILES + ("args.json", "status.json")
 STATUS_NAME = "status.json"  # how the last run in the folder ended: finished, stopped (resumable) or failed
 LOCK_NAME = ".lock"
 
 
+def _first_present(folder: str, names) -> Optional[str]:
+    return next((name for name in names if os.path.exists(os.path.join(folder, name))), None)
+
+
 def trained_run_file(folder: str) -> Optional[str]:
-    """The first file that shows a run in `folder` completed an epoch (what a fresh start would overwrite),
-    or None: args.json and status.json alone are written by a run killed before its first checkpoint."""
-    for name in TRAINED_FILES:
-        if os.path.exists(os.path.join(folder, name)):
-            return name
-    return None
+    """The first file that shows a run in `folder` completed an epoch, or None."""
+    return _first_present(folder, TRAINED_FILES)
 
 
 def existing_run_file(folder: str) -> Optional[str]:
     """The first file that shows `folder` holds a run, or None."""
-    for name in RUN_FILES:
-        if os.path.exists(os.path.join(folder, name)):
-            return name
-    return None
+    return _first_present(folder, RUN_FILES)
 
 
 class RunFolder:

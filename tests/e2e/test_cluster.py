@@ -149,6 +149,24 @@ def wait_until_workers_handle_sigterm(launcher) -> list:
     raise AssertionError("the workers did not install their stop handlers within 60 s")
 
 
+def start_torchrun_training(tmp_path, args, env=None):
+    """torchrun with 2 CPU workers training resnet18 on a small folder, returned once training has started and
+    both workers handle SIGTERM: (launcher, worker pids, the launcher's output lines so far)."""
+    data = make_image_folder(tmp_path / "data", train_per_class=40, val_per_class=2)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+           os.path.join(ROOT, "main.py"), "-a", "resnet18", "--epochs", "3", "-b", "4", "--crop-size", "32",
+           "--val-resize", "36", "-j", "0", "--no-tensorboard", *args, data]
+    full_env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **(env or {}))
+    launcher = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+    lines = []
+    while not any(line.startswith("=> training epochs") for line in lines):
+        line = launcher.stdout.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+    return launcher, wait_until_workers_handle_sigterm(launcher), lines
+
+
 def alive(pid: int) -> bool:
     """Running (a zombie waiting to be reaped has exited)."""
     try:
@@ -163,19 +181,8 @@ def test_a_signal_to_torchrun_stops_the_workers_with_a_checkpoint(tmp_path, how)
     """torchrun forwards SIGTERM and SIGINT to its workers; SIGUSR1 (which it does not handle) and SIGKILL end
     torchrun alone, and the workers, left without their launcher, stop by themselves. Every case: the workers
     save a resumable checkpoint after the signal and exit within a bounded time."""
-    data = make_image_folder(tmp_path / "data", train_per_class=40, val_per_class=2)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-           os.path.join(ROOT, "main.py"), "-a", "resnet18", "--epochs", "3", "-b", "4", "-p", "1", "--crop-size", "32",
-           "--val-resize", "36", "-j", "0", "--no-tensorboard", "--output-dir", str(out), data]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    launcher = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    while not any(line.startswith("=> training epochs") for line in lines):
-        line = launcher.stdout.readline()
-        assert line, "".join(lines)
-        lines.append(line)
-    workers = wait_until_workers_handle_sigterm(launcher)
+    launcher, workers, _ = start_torchrun_training(tmp_path, ["-p", "1", "--output-dir", str(out)])
     sent = time.time()
     launcher.send_signal(getattr(signal, how))
     try:
@@ -214,23 +221,12 @@ if _rank is not None:  # a worker, not the launcher
 def test_no_worker_exits_before_the_stop_checkpoint_is_written(tmp_path):
     """A launcher that ends the whole job when its first process exits (srun --kill-on-bad-exit seeing a
     torchrun exit 1 after SIGTERM) must not cut rank 0's checkpoint write short: every rank waits for it."""
-    data = make_image_folder(tmp_path / "data", train_per_class=40, val_per_class=2)
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(SLOW_SAVE)
     log = tmp_path / "save.log"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-           os.path.join(ROOT, "main.py"), "-a", "resnet18", "--epochs", "3", "-b", "4", "--crop-size", "32",
-           "--val-resize", "36", "-j", "0", "--no-tensorboard", "--no-progress", "--output-dir", str(tmp_path / "run"),
-           data]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONPATH=str(hooks), SAVE_LOG=str(log))
-    launcher = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    while not any(line.startswith("=> training epochs") for line in lines):
-        line = launcher.stdout.readline()
-        assert line, "".join(lines)
-        lines.append(line)
-    wait_until_workers_handle_sigterm(launcher)
+    launcher, _, lines = start_torchrun_training(tmp_path, ["--no-progress", "--output-dir", str(tmp_path / "run")],
+                                                 {"PYTHONPATH": str(hooks), "SAVE_LOG": str(log)})
     launcher.send_signal(signal.SIGTERM)
     rest, _ = launcher.communicate(timeout=120)
     events = [line.split() for line in log.read_text().splitlines()]
