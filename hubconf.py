@@ -3,6 +3,7 @@
     net = torch.hub.load("path/to/this/repo", "eca_resnet50", source="local", k_size="3557")
     net = torch.hub.load("path/to/this/repo", "eca_resnet50", source="local",
                          pretrained="eca_resnet50_k3557.pth.tar")   # a local checkpoint file
+    # pretrained= also takes a .safetensors file (scripts/convert_weights.py; needs `safetensors`)
 
 Keyword arguments are those of the factories: k_size, num_classes, pretrained (False or a file path).
 """
