@@ -3,29 +3,97 @@
     python scripts/run_status.py runs/eca_resnet50        # prints one line
 
 Exit code: 0 finished, 10 stopped by a signal with a resumable checkpoint (requeue it: the same command
-with --resume auto continues), 1 failed (requeueing would fail again: read the message), 2 no run there.
+with --resume auto continues), 11 cancelled (scancel: resumable, but the user ended it: do not requeue;
+submit it again to continue), 3 running (or killed before it could record how it ended: the line says
+so when its pid is gone from this host), 1 failed (requeueing would fail again: read the message),
+2 no run there.
+
+    python scripts/run_status.py RUN --mark cancelled --message "job 123 cancelled by scancel"
+
+records a state decided outside the run (scripts/slurm/train.sbatch does, for a cancelled job and for a
+run that failed before writing its status), keeping the previous state and message in the new message.
 """
 import argparse
 import json
 import os
+import socket
 import sys
+import tempfile
+import time
 
-EXIT = {"finished": 0, "stopped": 10, "failed": 1}
+STATUS_NAME = "status.json"
+EXIT = {"finished": 0, "stopped": 10, "cancelled": 11, "running": 3, "failed": 1}
+
+
+def read_status(run_dir: str):
+    try:
+        with open(os.path.join(run_dir, STATUS_NAME)) as f:
+            status = json.load(f)
+        if not isinstance(status, dict) or not isinstance(status.get("state"), str):
+            return None
+        return status
+    except (OSError, ValueError):
+        return None
+
+
+def write_status(run_dir: str, status: dict) -> None:
+    """Atomically: a temporary file in the folder, then os.replace; readable as the umask says."""
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{STATUS_NAME}.partial-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(status, f, indent=1)
+            f.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, os.path.join(run_dir, STATUS_NAME))
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def mark(run_dir: str, state: str, message: str) -> None:
+    previous = read_status(run_dir)
+    if previous:
+        message = f"{message} (before: {previous['state']}: {previous.get('message', '')})"
+    write_status(run_dir, {"state": state, "message": message, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def gone(status: dict) -> bool:
+    """A "running" status whose process, on this host, no longer exists: the run was killed."""
+    if status.get("host") != socket.gethostname() or not isinstance(status.get("pid"), int):
+        return False
+    try:
+        os.kill(status["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass
+    return False
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir")
+    p.add_argument("--mark", choices=("cancelled", "failed"), help="record this state in RUN_DIR/status.json")
+    p.add_argument("--message", default="", help="the reason, with --mark")
     args = p.parse_args(argv)
-    path = os.path.join(args.run_dir, "status.json")
-    try:
-        with open(path) as f:
-            status = json.load(f)
-        state = status["state"]
-    except (OSError, ValueError, KeyError, TypeError):
+    if args.mark:
+        if not os.path.isdir(args.run_dir):
+            print(f"{args.run_dir}: no such folder", file=sys.stderr)
+            return 2
+        mark(args.run_dir, args.mark, args.message)
+    status = read_status(args.run_dir)
+    if status is None:
+        path = os.path.join(args.run_dir, STATUS_NAME)
         print(f"{args.run_dir}: no finished, stopped or failed run recorded ({path} missing or unreadable)")
         return 2
-    print(f"{args.run_dir}: {state} at {status.get('time', '?')}: {status.get('message', '')}")
+    state = status["state"]
+    killed = " (that process no longer runs: killed)" if state == "running" and gone(status) else ""
+    print(f"{args.run_dir}: {state} at {status.get('time', '?')}: {status.get('message', '')}{killed}")
     return EXIT.get(state, 1)
 
 
