@@ -6,7 +6,6 @@ Every decoder error is an unreadable image, whatever its type (PIL raises OSErro
 SyntaxError or DecompressionBombError; torchvision raises RuntimeError): in training it is skipped and
 counted, in evaluation it is an error naming the file unless --skip-corrupt.
 """
-import os
 import sys
 from io import BytesIO
 from typing import Any, List, NamedTuple, Optional
@@ -16,9 +15,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, default_collate
 from torchvision import datasets
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ..errors import RunError
+from ..seeds import derive_seed
+from .listing import is_class_folder, is_image_file, list_split  # noqa: F401 (re-exported)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,29 +38,23 @@ class UnreadableImage(Exception):
         self.path = path
 
 
-def is_image_file(path: str) -> bool:
-    """The one rule for what an image file is, used by the dataset checks and the loaders alike: an image
-    extension, and not hidden (which also excludes macOS AppleDouble files, `._name.JPEG`)."""
-    name = os.path.basename(path)
-    return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
-
-
-def is_class_folder(name: str) -> bool:
-    return not name.startswith(".")
-
-
 class ImageFolder(datasets.ImageFolder):
-    """torchvision's ImageFolder with the project's rules: hidden files and folders are neither images
-    nor classes (torchvision would count a `.ipynb_checkpoints` folder as a class)."""
+    """torchvision's ImageFolder over the project's listing of the split (listing.py): the classes and
+    images the dataset checks counted, nothing else (no hidden folders, no links back into the tree, no
+    FIFOs)."""
 
     def __init__(self, root: str, transform, loader):
+        self._listing = list_split(root)
         super().__init__(root, transform, loader=loader, is_valid_file=is_image_file)
 
     def find_classes(self, directory: str):
-        classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and is_class_folder(e.name))
+        classes = self._listing.classes
         if not classes:
             raise FileNotFoundError(f"no class folders in {directory}")
         return classes, {name: index for index, name in enumerate(classes)}
+
+    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+        return list(self._listing.samples)
 
 
 def read_bytes(path: str) -> bytes:
@@ -118,9 +112,10 @@ def skip_unreadable(path: str, reason: Any, skip_corrupt: bool) -> None:
 class SeededSamples(Dataset):
     """What a loader reads: (sample, target, index), or None for an unreadable file when skipping.
 
-    With a seed, each sample's random augmentation is seeded from (seed, epoch, index) alone, so the
-    crop and flip an image gets do not depend on the number of processes or workers, nor on where in
-    the epoch a resumed run starts.
+    With a seed, each sample's random augmentation is seeded from (seed, epoch, index) alone, through the
+    one seed helper (utils/seeds.py: a hash, so the seeds of neighbouring samples and epochs are unrelated
+    numbers), so the crop and flip an image gets do not depend on the number of processes or workers, nor
+    on where in the epoch a resumed run starts.
 
     With `replace_unreadable` (training), an unreadable file is replaced by the next readable image of the
     dataset, with the augmentation drawn for the unreadable one's index: batches keep their size (a smaller
@@ -141,14 +136,22 @@ class SeededSamples(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def _read(self, index: int, candidate: int):
+        """The dataset's sample `candidate`, its augmentation drawn for `index` (and this epoch): torchvision's
+        transforms draw from torch's global generator, so the draws happen with that generator set to the
+        sample's own seed, and its state is restored after (nothing else's randomness moves)."""
+        if self.seed is None:
+            return self.dataset[candidate]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.seed, self.epoch, index))
+            return self.dataset[candidate]
+
     def __getitem__(self, index: int):
         unreadable = 0
         for attempt in range(self.TRIES if self.replace_unreadable else 1):
             candidate = (index + attempt) % len(self.dataset)
-            if self.seed is not None:
-                torch.manual_seed(((self.seed * 1000003 + self.epoch) * 10000019 + index) % 2 ** 63)
             try:
-                image, target = self.dataset[candidate]
+                image, target = self._read(index, candidate)
             except UnreadableImage as exc:
                 skip_unreadable(exc.path, exc, self.skip_corrupt)  # warns, or raises in evaluation
                 unreadable += 1
