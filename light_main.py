@@ -5,7 +5,7 @@
 """
 import sys
 
-from utils.runner import run
+from utils.running.early_stop import remember_stop_signals
 
 # Official MobileNetV2 recipe: SGD, batch 96, wd 4e-5, lr 0.045 x 0.98 every epoch, 400 epochs.
 RECIPE = dict(arch="eca_mobilenet_v2", epochs=400, batch_size=96, lr=0.045, weight_decay=4e-5,
@@ -16,4 +16,7 @@ BUILTIN = dict(epochs=5, batch_size=64, lr=0.05, lr_schedule="cosine", warmup_ep
                crop_size=56, val_resize=64, crop_scale=0.35)
 
 if __name__ == "__main__":
+    remember_stop_signals()  # before torch is imported: a stop signal during start-up is kept, not fatal
+    from utils.running.runner import run
+
     sys.exit(run(sys.argv[1:], RECIPE, BUILTIN, __doc__))

@@ -6,7 +6,7 @@
 """
 import sys
 
-from utils.runner import run
+from utils.running.early_stop import remember_stop_signals
 
 # Official ResNet recipe (paper §4.1): SGD, batch 256, lr 0.1 divided by 10 every 30 epochs, 100 epochs.
 RECIPE = dict(arch="eca_resnet50", epochs=100, batch_size=256, lr=0.1, weight_decay=1e-4,
@@ -17,4 +17,7 @@ BUILTIN = dict(arch="eca_resnet18", epochs=5, batch_size=64, lr=0.1, lr_schedule
                crop_size=56, val_resize=64, crop_scale=0.35)
 
 if __name__ == "__main__":
+    remember_stop_signals()  # before torch is imported: a stop signal during start-up is kept, not fatal
+    from utils.running.runner import run
+
     sys.exit(run(sys.argv[1:], RECIPE, BUILTIN, __doc__))

@@ -6,7 +6,9 @@ Parameter names of `ECA` (`conv.weight`, shape [1, 1, k]) equal the official cod
 checkpoints load unchanged. Pooling uses nn.AdaptiveAvgPool2d modules rather than tensor.mean so that
 thop counts the same operations as for the official models (the paper's FLOPs column).
 """
-from typing import Optional
+import functools
+import inspect
+from typing import Callable, Dict, Optional, Union
 
 import torch
 from torch import nn
@@ -207,25 +209,61 @@ def set_eca_implementation(model: nn.Module, impl: str) -> nn.Module:
     return model
 
 
-ATTENTION_KINDS = ("eca", "eca_ns", "se", "cbam", "se_var1", "se_var2", "se_var3")
-# The SE variants of the paper's Table 1, by kind; they take only the channel count.
-SE_VARIANTS = {"se_var1": SEVar1, "se_var2": SEVar2, "se_var3": SEVar3}
+# The attention layers by kind name: what `-a` variants, `make_attention` and the CLI know. A new layer is one
+# class (taking the channel count, plus any of the options below it uses) and one row here.
+ATTENTION_LAYERS: Dict[str, Callable[..., nn.Module]] = {
+    "eca": ECA, "eca_ns": ECANonShared, "se": SqueezeExcite, "cbam": CBAM,
+    "se_var1": SEVar1, "se_var2": SEVar2, "se_var3": SEVar3,
+}
+ATTENTION_KINDS = tuple(ATTENTION_LAYERS)
+# Options a backbone offers every layer; each layer takes those its constructor names.
+_OPTION_NAMES = {"k_size": "k_size", "reduction": "reduction", "eca_impl": "impl"}
+
+AttentionKind = Union[None, str, Callable[..., nn.Module]]
 
 
-def make_attention(kind: Optional[str], channels: int, k_size: int = 3, reduction: int = 16,
+def attention_class(kind: AttentionKind) -> Optional[Callable[..., nn.Module]]:
+    """The layer class (or factory) of `kind`: a registered name, or a class / functools.partial as is."""
+    if kind is None or callable(kind):
+        return kind
+    if kind not in ATTENTION_LAYERS:
+        raise ValueError(f"unknown attention kind {kind!r}; expected one of {ATTENTION_KINDS}, a class, or None")
+    return ATTENTION_LAYERS[kind]
+
+
+def attention_name(kind: AttentionKind) -> str:
+    """The attribute a block holds its layer under: the kind's registered name (`eca`, so ECA models have the
+    official keys `layer2.0.eca.conv.weight`), or `attention` for an unregistered class."""
+    if isinstance(kind, str):
+        return kind
+    layer = kind.func if isinstance(kind, functools.partial) else kind
+    return next((name for name, cls in ATTENTION_LAYERS.items() if cls is layer), "attention")
+
+
+def takes_kernel_size(kind: AttentionKind) -> bool:
+    """Whether `kind`'s layers have an ECA kernel size (so that --ksize applies to models built with it)."""
+    layer = attention_class(kind)
+    return layer is not None and "k_size" in _parameters(layer)
+
+
+def _parameters(layer) -> set:
+    """The keyword arguments `layer` accepts and has not bound already (a partial's own keywords win)."""
+    bound = set(layer.keywords) if isinstance(layer, functools.partial) else set()
+    try:
+        return set(inspect.signature(layer).parameters) - bound
+    except (TypeError, ValueError):
+        return set()
+
+
+def make_attention(kind: AttentionKind, channels: int, k_size: int = 3, reduction: int = 16,
                    eca_impl: str = "conv") -> Optional[nn.Module]:
-    """Build the attention layer `kind` for `channels` channels; None means a plain backbone.
-    k_size and eca_impl apply to the ECA kinds, reduction to SE and CBAM; the SE variants take neither."""
-    if kind is None:
+    """Build the attention layer `kind` for `channels` channels; None means a plain backbone. `kind` is a
+    registered name, or a class or factory (e.g. functools.partial(SqueezeExcite, reduction=4)) called with the
+    channel count and whichever of k_size, reduction and impl (eca_impl) its signature names."""
+    layer = attention_class(kind)
+    if layer is None:
         return None
-    if kind == "eca":
-        return ECA(channels, k_size, eca_impl)
-    if kind == "eca_ns":
-        return ECANonShared(channels, k_size)
-    if kind == "se":
-        return SqueezeExcite(channels, reduction)
-    if kind == "cbam":
-        return CBAM(channels, reduction)
-    if kind in SE_VARIANTS:
-        return SE_VARIANTS[kind](channels)
-    raise ValueError(f"unknown attention kind {kind!r}; expected one of {ATTENTION_KINDS} or None")
+    accepted = _parameters(layer)
+    given = {"k_size": k_size, "reduction": reduction, "eca_impl": eca_impl}
+    options = {_OPTION_NAMES[name]: value for name, value in given.items() if _OPTION_NAMES[name] in accepted}
+    return layer(channels, **options)

@@ -6,14 +6,13 @@ element of the block's `conv` Sequential, matching the official ECA-MobileNetV2 
 """
 from typing import List, Optional
 
+import torch
 from torch import nn
 
-from utils.errors import UserError
-
-from .attention import make_attention
+from .attention import AttentionKind, make_attention, takes_kernel_size
 from .fused_eca import bn_eca_residual, can_fuse
 from .ksize import ADAPTIVE, adaptive_kernel_size, parse_ksize
-from .registry import register_model
+from .registry import ModelFamily, check_arguments, register_model
 from .weights import apply_pretrained
 
 # (expansion t, output channels c, repeats n, first stride s), from the MobileNetV2 paper, Table 2.
@@ -43,7 +42,7 @@ def conv_bn_relu6(inp: int, out: int, kernel: int = 3, stride: int = 1, groups: 
 
 
 class InvertedResidual(nn.Module):
-    def __init__(self, inp: int, out: int, stride: int, expand_ratio: int, attention: Optional[str], k_size: int,
+    def __init__(self, inp: int, out: int, stride: int, expand_ratio: int, attention: AttentionKind, k_size: int,
                  eca_impl: str = "conv"):
         super().__init__()
         hidden = int(round(inp * expand_ratio))
@@ -73,7 +72,7 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, attention: Optional[str] = None,
+    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, attention: AttentionKind = None,
                  k_size=None, dropout: float = 0.25, eca_impl: str = "conv"):
         super().__init__()
         self.attention = attention
@@ -120,49 +119,50 @@ class MobileNetV2(nn.Module):
         return self.classifier(self.forward_features(x).mean((2, 3)))
 
 
-def _no_ksize(name: str, k_size) -> None:
-    if k_size is not None:
-        raise UserError(f"{name} has no ECA layer, so k_size={k_size!r} does not apply; drop --ksize")
+def _read_kernels(arch: str, state_dict):
+    """The k_size that rebuilds a checkpoint's ECA layers: the released rule (None), ψ(C) ("adaptive") or one
+    size for every block, whichever gives the file's kernels (the 1-D convolutions, in model order:
+    `features.N.conv.M.conv.weight` of shape [1, 1, k])."""
+    kernels = [int(v.shape[-1]) for k, v in state_dict.items() if k.endswith("conv.weight") and v.dim() == 3]
+    if not kernels or not takes_kernel_size(MOBILENET_VARIANTS[arch]):
+        return None
+    classes = state_dict[MOBILENET_FAMILY.classifier_key].shape[0] if MOBILENET_FAMILY.classifier_key in state_dict else 1000
+    for candidate in (None, ADAPTIVE, kernels[0]):
+        with torch.device("meta"):
+            if MobileNetV2(int(classes), attention=MOBILENET_VARIANTS[arch], k_size=candidate).k_size == kernels:
+                return candidate
+    return None
 
 
-@register_model("mobilenet")
-def eca_mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0, eca_impl="conv"):
-    """ECA-MobileNetV2; k_size None keeps the released rule (1 below 96 channels, else 3),
-    or give one odd int for every block, or 'adaptive' for ψ(C)."""
-    model = MobileNetV2(num_classes, width_mult, attention="eca", k_size=k_size, eca_impl=eca_impl)
+MOBILENET_FAMILY = ModelFamily(
+    name="mobilenet", classifier_key="classifier.1.weight", ksize_values=1,
+    ksize_meaning="takes one kernel size for every block (an odd number such as 3) or 'adaptive', not one per stage",
+    read_kernels=_read_kernels, entry_point="light_main.py")
+
+# Every registered MobileNetV2: name -> attention kind (ECA, the paper's Table 3 comparison with SE at r = 8,
+# and the Table 1 SE variants).
+MOBILENET_VARIANTS = {"eca_mobilenet_v2": "eca", "mobilenet_v2": None, "se_mobilenet_v2": "se",
+                      "se_var1_mobilenet_v2": "se_var1", "se_var2_mobilenet_v2": "se_var2",
+                      "se_var3_mobilenet_v2": "se_var3"}
+
+
+def build_mobilenet_v2(name: str, k_size=None, num_classes: int = 1000, pretrained=False, width_mult: float = 1.0,
+                       eca_impl: str = "conv") -> MobileNetV2:
+    attention = MOBILENET_VARIANTS[name]
+    check_arguments(name, k_size, num_classes, pretrained)
+    model = MobileNetV2(num_classes, width_mult, attention=attention, k_size=k_size, eca_impl=eca_impl)
     return apply_pretrained(model, pretrained)
 
 
-@register_model("mobilenet")
-def mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0, eca_impl="conv"):
-    _no_ksize("mobilenet_v2", k_size)
-    return apply_pretrained(MobileNetV2(num_classes, width_mult), pretrained)
+def _factory(name: str):
+    def factory(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0, eca_impl="conv"):
+        return build_mobilenet_v2(name, k_size, num_classes, pretrained, width_mult, eca_impl)
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = (f"{name}: MobileNetV2 with {MOBILENET_VARIANTS[name] or 'no'} attention. k_size (ECA only): "
+                       "None keeps the released rule (1 below 96 channels, else 3), one odd int for every block, "
+                       "or 'adaptive' for ψ(C); pretrained: a checkpoint path.")
+    return register_model(MOBILENET_FAMILY, takes_ksize=takes_kernel_size(MOBILENET_VARIANTS[name]))(factory)
 
 
-@register_model("mobilenet")
-def se_mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0, eca_impl="conv"):
-    _no_ksize("se_mobilenet_v2", k_size)
-    return apply_pretrained(MobileNetV2(num_classes, width_mult, attention="se"), pretrained)
-
-
-def _se_variant(kind: str, num_classes, pretrained, width_mult) -> MobileNetV2:
-    """MobileNetV2 with the paper's Table 1 SE variant `kind` (models/attention.py) ending every block."""
-    return apply_pretrained(MobileNetV2(num_classes, width_mult, attention=kind), pretrained)
-
-
-@register_model("mobilenet")
-def se_var1_mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0, eca_impl="conv"):
-    _no_ksize("se_var1_mobilenet_v2", k_size)
-    return _se_variant("se_var1", num_classes, pretrained, width_mult)
-
-
-@register_model("mobilenet")
-def se_var2_mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0, eca_impl="conv"):
-    _no_ksize("se_var2_mobilenet_v2", k_size)
-    return _se_variant("se_var2", num_classes, pretrained, width_mult)
-
-
-@register_model("mobilenet")
-def se_var3_mobilenet_v2(k_size=None, num_classes=1000, pretrained=False, width_mult=1.0, eca_impl="conv"):
-    _no_ksize("se_var3_mobilenet_v2", k_size)
-    return _se_variant("se_var3", num_classes, pretrained, width_mult)
+globals().update({name: _factory(name) for name in MOBILENET_VARIANTS})

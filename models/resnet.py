@@ -10,12 +10,10 @@ from typing import List, Optional, Sequence, Type, Union
 
 from torch import nn
 
-from utils.errors import UserError
-
-from .attention import make_attention
+from .attention import AttentionKind, attention_name, make_attention, takes_kernel_size
 from .fused_eca import bn_eca_residual, can_fuse
 from .ksize import ADAPTIVE, adaptive_kernel_size, parse_ksize
-from .registry import register_model
+from .registry import ModelFamily, check_arguments, register_model
 from .weights import apply_pretrained
 
 
@@ -26,10 +24,10 @@ def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 class _AttentionMixin:
     """Holds the optional attention layer under the name of its kind."""
 
-    def _set_attention(self, kind: Optional[str], channels: int, k_size: int, eca_impl: str) -> None:
-        self.attention_name = kind
+    def _set_attention(self, kind: AttentionKind, channels: int, k_size: int, eca_impl: str) -> None:
+        self.attention_name = None if kind is None else attention_name(kind)
         if kind is not None:
-            self.add_module(kind, make_attention(kind, channels, k_size, eca_impl=eca_impl))
+            self.add_module(self.attention_name, make_attention(kind, channels, k_size, eca_impl=eca_impl))
 
     def _finish(self, conv_out, bn: nn.BatchNorm2d, identity):
         """relu(attention(bn(conv_out)) + identity): the block's end, in the fused form when the
@@ -90,7 +88,7 @@ STAGE_WIDTHS = (64, 128, 256, 512)
 
 class ResNet(nn.Module):
     def __init__(self, block: Block, layers: Sequence[int], num_classes: int = 1000,
-                 attention: Optional[str] = None, k_size: Sequence[int] = (3, 3, 3, 3), eca_impl: str = "conv"):
+                 attention: AttentionKind = None, k_size: Sequence[int] = (3, 3, 3, 3), eca_impl: str = "conv"):
         super().__init__()
         self.attention = attention
         self.eca_impl = eca_impl
@@ -161,33 +159,34 @@ DEPTHS = {
 
 # Every registered ResNet: name -> (depth, attention kind). ECA and its ablation ECA-NS; the paper's
 # comparison models (Table 3): plain and SE (r = 16) at every depth, CBAM for R-50 and R-101; the SE
-# variants of Table 1 (models/attention.py SEVar1/2/3) at every depth.
-RESNET_VARIANTS = {
-    "eca_resnet18": (18, "eca"), "eca_resnet34": (34, "eca"), "eca_resnet50": (50, "eca"),
-    "eca_resnet101": (101, "eca"), "eca_resnet152": (152, "eca"),
-    "eca_ns_resnet50": (50, "eca_ns"),
-    "resnet18": (18, None), "resnet34": (34, None), "resnet50": (50, None), "resnet101": (101, None),
-    "resnet152": (152, None),
-    "se_resnet18": (18, "se"), "se_resnet34": (34, "se"), "se_resnet50": (50, "se"), "se_resnet101": (101, "se"),
-    "se_resnet152": (152, "se"),
-    "cbam_resnet50": (50, "cbam"), "cbam_resnet101": (101, "cbam"),
-    # The SE variants of the paper's Table 1 (its ablation is on R-50; the other depths for comparisons).
-    "se_var1_resnet18": (18, "se_var1"), "se_var1_resnet34": (34, "se_var1"), "se_var1_resnet50": (50, "se_var1"),
-    "se_var1_resnet101": (101, "se_var1"), "se_var1_resnet152": (152, "se_var1"),
-    "se_var2_resnet18": (18, "se_var2"), "se_var2_resnet34": (34, "se_var2"), "se_var2_resnet50": (50, "se_var2"),
-    "se_var2_resnet101": (101, "se_var2"), "se_var2_resnet152": (152, "se_var2"),
-    "se_var3_resnet18": (18, "se_var3"), "se_var3_resnet34": (34, "se_var3"), "se_var3_resnet50": (50, "se_var3"),
-    "se_var3_resnet101": (101, "se_var3"), "se_var3_resnet152": (152, "se_var3"),
-}
-KSIZE_KINDS = ("eca", "eca_ns")
+# variants of Table 1 (models/attention.py SEVar1/2/3) at every depth (the paper's ablation is on R-50).
+_EVERY_DEPTH = {"resnet": None, "eca_resnet": "eca", "se_resnet": "se", "se_var1_resnet": "se_var1",
+                "se_var2_resnet": "se_var2", "se_var3_resnet": "se_var3"}
+RESNET_VARIANTS = {f"{prefix}{depth}": (depth, kind) for prefix, kind in _EVERY_DEPTH.items() for depth in DEPTHS}
+RESNET_VARIANTS.update({"eca_ns_resnet50": (50, "eca_ns"), "cbam_resnet50": (50, "cbam"),
+                        "cbam_resnet101": (101, "cbam")})
+
+
+def stage_kernels(arch: str, state_dict) -> Optional[List[int]]:
+    """One ECA kernel size per stage, read from the first block of each stage (`layerS.0.eca.conv.weight`,
+    shape [., 1, k]); None for models without an ECA kind."""
+    kind = RESNET_VARIANTS[arch][1]
+    if not takes_kernel_size(kind):
+        return None
+    weights = [state_dict.get(f"layer{stage}.0.{attention_name(kind)}.conv.weight") for stage in range(1, 5)]
+    return [int(w.shape[-1]) for w in weights] if all(w is not None for w in weights) else None
+
+
+RESNET_FAMILY = ModelFamily(
+    name="resnet", classifier_key="fc.weight", ksize_values=len(STAGE_WIDTHS),
+    ksize_meaning="takes one kernel size per stage (e.g. 3557)", read_kernels=stage_kernels, entry_point="main.py")
 
 
 def build_resnet(name: str, k_size=None, num_classes: int = 1000, pretrained=False, eca_impl: str = "conv") -> ResNet:
     """The registered ResNet `name`; see the factories' docstring for the arguments."""
     depth, attention = RESNET_VARIANTS[name]
     block, layers, released = DEPTHS[depth]
-    if attention not in KSIZE_KINDS and k_size is not None:
-        raise UserError(f"{name} has no ECA layer, so k_size={k_size!r} does not apply; drop --ksize")
+    check_arguments(name, k_size, num_classes, pretrained)
     kernels = resolve_resnet_ksize(k_size, released, block)
     model = ResNet(block, layers, num_classes=num_classes, attention=attention, k_size=kernels, eca_impl=eca_impl)
     return apply_pretrained(model, pretrained)
@@ -202,7 +201,7 @@ def _factory(name: str):
     factory.__doc__ = (f"{name}: ResNet-{depth} with {attention or 'no'} attention. The official call shape: "
                        f"{name}(k_size=[3, 5, 5, 7], num_classes=1000, pretrained=False); k_size takes any form of "
                        "models/ksize.py (ECA kinds only), pretrained a checkpoint path, eca_impl the ECA form.")
-    return register_model("resnet")(factory)
+    return register_model(RESNET_FAMILY, takes_ksize=takes_kernel_size(attention))(factory)
 
 
 # The factories, importable by name as in the official code: `from models import eca_resnet50`.

@@ -5,28 +5,24 @@ Official checkpoints are `torch.save` dicts (`epoch`, `arch`, `state_dict`, `bes
 saved from DataParallel, so keys carry a `module.` prefix, tensors may live on CUDA, and `arch` is not
 reliable (ECA checkpoints were seen labelled `se_resnet50`): the architecture, the ECA kernel sizes and
 the class count are read from the tensors. Files are always read with `weights_only=True`: a
-checkpoint is untrusted input and must never run code.
+checkpoint is untrusted input and must never run code. `.safetensors` files (safetensors_file.py,
+recognised by extension or content) are read the same way, their metadata's `arch` as the label.
 """
 import os
 import pickle
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import torch
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
-from utils.errors import UserError
+from utils.errors import CheckpointError, UserError  # noqa: F401 (CheckpointError: re-exported)
 
-from .registry import create_model, list_models, model_family
+from .registry import create_model, families, list_models, model_family
+from .safetensors_file import is_safetensors, read_safetensors
 
 # Prefixes added by wrappers: DataParallel/DDP ("module.") and torch.compile ("_orig_mod."), in any nesting.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-CLASSIFIER_KEYS = ("fc.weight", "classifier.1.weight")
-ECA_KINDS = ("eca", "eca_ns")
-
-
-class CheckpointError(UserError):
-    """A checkpoint file that cannot be used; the message names the file and the reason."""
 
 
 def _load_failure_detail(text: str) -> str:
@@ -45,6 +41,8 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
         raise CheckpointError(f"checkpoint {path!r} is a folder, not a file: give the .pth.tar file inside it")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist; check the path")
+    if is_safetensors(path):  # by extension or content; metadata `arch` is the label, as a checkpoint's field
+        return read_safetensors(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for damaged files; all mean "unusable"
@@ -83,41 +81,16 @@ def extract_state_dict(checkpoint: Dict[str, Any], path: str = "<checkpoint>") -
 
 
 def classifier_outputs(state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
-    for key in CLASSIFIER_KEYS:
-        if key in state_dict:
-            return int(state_dict[key].shape[0])
+    """The class count: the first dimension of a model family's classifier weight."""
+    for family in families():
+        if family.classifier_key in state_dict:
+            return int(state_dict[family.classifier_key].shape[0])
     return None
-
-
-def resnet_stage_kernels(state_dict: Dict[str, torch.Tensor]) -> Optional[List[int]]:
-    """One ECA kernel size per ResNet stage, from `layerS.0.<eca|eca_ns>.conv.weight` (shape [., 1, k])."""
-    for kind in ECA_KINDS:
-        weights = [state_dict.get(f"layer{stage}.0.{kind}.conv.weight") for stage in range(1, 5)]
-        if all(w is not None for w in weights):
-            return [int(w.shape[-1]) for w in weights]
-    return None
-
-
-def eca_kernel_sizes(state_dict: Dict[str, torch.Tensor]) -> List[int]:
-    """Kernel size of every ECA layer, in model order: the only 1-D convolutions of these models (ECA's
-    `conv.weight` is [1, 1, k], ECA-NS's [C, 1, k]; MobileNetV2 names them by position, `features.1.conv.3`)."""
-    return [int(v.shape[-1]) for k, v in state_dict.items() if k.endswith("conv.weight") and v.dim() == 3]
 
 
 def kernels_for(arch: str, state_dict: Dict[str, torch.Tensor]):
     """The k_size argument that rebuilds the checkpoint's ECA layers (None: the model's defaults)."""
-    if model_family(arch) == "resnet":
-        return resnet_stage_kernels(state_dict)
-    kernels = eca_kernel_sizes(state_dict)
-    if not kernels:
-        return None
-    # MobileNetV2 takes the released rule (None), ψ(C) ("adaptive") or one size for every block.
-    for candidate in (None, "adaptive", kernels[0]):
-        with torch.device("meta"):
-            model = create_model(arch, k_size=candidate, num_classes=classifier_outputs(state_dict) or 1000)
-        if getattr(model, "k_size", None) == kernels:
-            return candidate
-    return None
+    return model_family(arch).read_kernels(arch, state_dict)
 
 
 def fits(name: str, state_dict: Dict[str, torch.Tensor]) -> bool:
@@ -141,6 +114,16 @@ def infer_arch(state_dict: Dict[str, torch.Tensor], label: Optional[str] = None)
     return next((name for name in list_models() if fits(name, state_dict)), None)
 
 
+def _finite(state_dict: Dict[str, torch.Tensor], path: str) -> Dict[str, torch.Tensor]:
+    """The weights, if every floating-point tensor holds finite numbers: NaN or inf weights would evaluate to
+    a meaningless accuracy (and train nothing)."""
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path!r} holds weights that are not finite numbers (NaN or inf) in {len(bad)} tensors "
+                              f"(e.g. {bad[0]}): the run that wrote it diverged; use an earlier checkpoint")
+    return state_dict
+
+
 @dataclass(frozen=True)
 class WeightsFile:
     """A checkpoint read from disk: the whole dict (optimizer state etc. for --resume) and its weights."""
@@ -154,13 +137,13 @@ class WeightsFile:
         (the moving average kept by --model-ema: torch's AveragedModel, whose weights are under `module.`)."""
         checkpoint = read_checkpoint(path)
         if entry == "state_dict":
-            return cls(path, checkpoint, extract_state_dict(checkpoint, path))
+            return cls(path, checkpoint, _finite(extract_state_dict(checkpoint, path), path))
         average = checkpoint.get(entry)
         if not isinstance(average, dict):
             raise CheckpointError(f"checkpoint {path!r} holds no {entry!r} (it was trained without --model-ema): "
                                   "evaluate its weights without --model-ema")
         weights = {k: v for k, v in average.items() if k != "n_averaged"}
-        return cls(path, checkpoint, extract_state_dict(weights, path))
+        return cls(path, checkpoint, _finite(extract_state_dict(weights, path), path))
 
     @property
     def arch(self) -> Optional[str]:

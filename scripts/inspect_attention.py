@@ -4,7 +4,8 @@
     python scripts/inspect_attention.py CKPT --data /data/ILSVRC2012 --images 64 --png attention.png
 
 Prints each ECA layer's 1-D kernel; with --data, also statistics of the channel gates over the first
---images validation images; with --png, draws the kernels (and gate histograms) as a picture.
+--images validation images; with --png, draws the kernels (and gate histograms) as a picture (needs
+matplotlib: pip install -r requirements-plot.txt).
 """
 import argparse
 import os
@@ -15,8 +16,13 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from models import CheckpointError, WeightsFile, create_model, load_strict  # noqa: E402
-from utils.attention_insight import channel_gates, eca_kernels  # noqa: E402
+from utils.analysis.attention_insight import channel_gates, eca_kernels  # noqa: E402
+from utils.analysis.plots import plot_attention  # noqa: E402
+from utils.config.parser import OneLineParser  # noqa: E402
+from utils.data.dataset_checks import check_split  # noqa: E402
 from utils.errors import UserError  # noqa: E402
+from utils.running.entry import run_cli  # noqa: E402
+from utils.running.files import check_output_file  # noqa: E402
 
 
 def load_model(path: str, arch=None):
@@ -38,34 +44,8 @@ def val_images(data: str, count: int, crop: int, resize: int) -> torch.Tensor:
     return torch.stack([dataset[i][0] for i in range(0, len(dataset), step)[:count]])
 
 
-def draw_png(path: str, kernels, gates) -> None:
-    """One row per layer: kernel taps as bars (left), gate histogram (right). PIL only."""
-    from PIL import Image, ImageDraw
-
-    rows, row_h, width = list(kernels), 46, 720
-    image = Image.new("RGB", (width, 24 + row_h * max(1, len(rows))), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((6, 4), "ECA kernel taps (blue: +, red: -)      channel-gate histogram, 0..1", fill="black")
-    scale = max((abs(v) for taps in kernels.values() for v in taps), default=1.0) or 1.0
-    for r, name in enumerate(rows):
-        top = 24 + r * row_h
-        mid = top + row_h // 2
-        draw.text((6, mid - 6), name, fill="black")
-        for i, value in enumerate(kernels[name]):
-            x = 200 + i * 22
-            h = value / scale * (row_h / 2 - 4)
-            draw.rectangle([x, min(mid, mid - h), x + 16, max(mid, mid - h)], fill="#3060c0" if value >= 0 else "#c03030")
-        if name in gates:
-            counts = torch.histc(gates[name], bins=40, min=0.0, max=1.0)
-            peak = counts.max().item() or 1.0
-            for b, c in enumerate(counts.tolist()):
-                x = 420 + b * 7
-                draw.rectangle([x, top + row_h - 4 - c / peak * (row_h - 8), x + 5, top + row_h - 4], fill="#509050")
-    image.save(path)
-
-
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint")
     p.add_argument("-a", "--arch", default=None, help="architecture (default: read from the tensors)")
     p.add_argument("--data", default=None, help="dataset root: gate statistics on DATA/val")
@@ -74,11 +54,14 @@ def main(argv=None) -> int:
     p.add_argument("--val-resize", type=int, default=256)
     p.add_argument("--png", default=None, help="also draw the kernels and gate histograms into this PNG")
     args = p.parse_args(argv)
-    try:
-        arch, model = load_model(args.checkpoint, args.arch)
-    except UserError as exc:
-        print(f"inspect_attention.py: error: {exc}", file=sys.stderr)
-        return 2
+    # Every input and output is checked before the work: a bad --png must not fail after it.
+    if args.png:
+        check_output_file(args.png, "--png")
+    if args.data:
+        check_split(args.data, "val")
+    if args.images <= 0:
+        raise UserError(f"--images must be a positive integer, got {args.images}")
+    arch, model = load_model(args.checkpoint, args.arch)
     kernels = eca_kernels(model)
     print(f"{arch}: {len(kernels)} ECA layers")
     for name, taps in kernels.items():
@@ -90,10 +73,10 @@ def main(argv=None) -> int:
         for name, g in gates.items():
             print(f"  {name:<24} {g.mean():.3f} / {g.std():.3f} / {g.min():.3f} / {g.max():.3f}")
     if args.png:
-        draw_png(args.png, kernels, gates)
+        plot_attention(kernels, gates, arch, args.png)
         print(f"=> wrote {args.png}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -35,8 +35,10 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.errors import RunError  # noqa: E402
-from utils.files import atomic_write, copy_file, remove_stale_temps, write_json  # noqa: E402
+from utils.config.parser import OneLineParser  # noqa: E402
+from utils.errors import RunError, one_line  # noqa: E402
+from utils.running.entry import run_cli  # noqa: E402
+from utils.running.files import atomic_write, copy_file, remove_stale_temps, write_json  # noqa: E402
 
 DOWNLOAD_HINT = ("download from https://image-net.org/challenges/LSVRC/2012/2012-downloads.php "
                  "(free account and login required)")
@@ -51,15 +53,11 @@ MAX_NAMED = 5  # how many class names the one-line error quotes; the full list g
 
 
 class PrepareError(RunError):
-    """An expected failure: main() prints the message as one line and exits with `code`."""
+    """An expected failure: the message is printed as one line and the tool exits with `code`."""
 
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
-        self.code = code
-
-
-def one_line(text: str) -> str:
-    return " ".join(str(text).split())
+        self.code = self.exit_code = code
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,26 +147,37 @@ def parse_devkit(devkit: str, work_dir: str) -> Tuple[Dict[str, tuple], List[str
     so an interrupted parse never leaves a half-written meta.bin that later runs would trust."""
     meta = os.path.join(work_dir, imagenet.META_FILE)
     if not os.path.isfile(meta):
+        created = not os.path.exists(work_dir)
         os.makedirs(work_dir, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=work_dir, prefix=".devkit-") as scratch:
-            shutil.copyfile(devkit, os.path.join(scratch, archive_name("devkit")))
-            try:
-                imagenet.parse_devkit_archive(scratch)
-            except ImportError as e:
-                raise PrepareError(f"torchvision needs scipy to read the devkit ({e}): pip install scipy")
-            except RuntimeError as e:
-                # torchvision's message: archive "not present ... or is corrupted" = md5 mismatch.
-                raise PrepareError(f"{devkit} failed torchvision's checksum for {archive_name('devkit')} "
-                                   f"({one_line(e)}); {DOWNLOAD_HINT}")
-            except (OSError, KeyError, ValueError, IndexError, tarfile.TarError) as e:
-                raise PrepareError(f"cannot parse the devkit {devkit}: {one_line(e)}")
-            copy_file(os.path.join(scratch, imagenet.META_FILE), meta)
+        try:
+            _parse_devkit_copy(devkit, meta, work_dir)
+        except BaseException:
+            if created and not os.listdir(work_dir):  # leave no empty work folder behind
+                os.rmdir(work_dir)
+            raise
     try:
         wnid_to_classes, val_wnids = imagenet.load_meta_file(work_dir)
     except Exception as e:  # a meta.bin we cannot read is rebuilt from the devkit next time
         os.unlink(meta)
         raise PrepareError(f"unreadable {meta} ({one_line(e)}); removed it, re-run to parse the devkit again")
     return wnid_to_classes, list(val_wnids)
+
+
+def _parse_devkit_copy(devkit: str, meta: str, work_dir: str) -> None:
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix=".devkit-") as scratch:
+        shutil.copyfile(devkit, os.path.join(scratch, archive_name("devkit")))
+        try:
+            imagenet.parse_devkit_archive(scratch)
+        except ImportError as e:
+            raise PrepareError(f"torchvision needs scipy to read the devkit ({e}): pip install scipy")
+        except RuntimeError:
+            # torchvision's own message ("not present ... or is corrupted", with advice about the scratch
+            # folder it was given) means an md5 mismatch: say that, about the file the user gave.
+            raise PrepareError(f"{devkit} is not the official {archive_name('devkit')} (its checksum differs: damaged "
+                               f"or another file); {DOWNLOAD_HINT}") from None
+        except (OSError, KeyError, ValueError, IndexError, tarfile.TarError) as e:
+            raise PrepareError(f"cannot parse the devkit {devkit}: {one_line(e)}") from None
+        copy_file(os.path.join(scratch, imagenet.META_FILE), meta)
 
 
 def val_index(name: str) -> Optional[int]:
@@ -396,13 +405,6 @@ def run_fix_flat_val(args: argparse.Namespace) -> None:
 # Command line
 # ---------------------------------------------------------------------------------------------
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (the usage text stays available via --help)."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {one_line(message)} (see --help)\n")
-
-
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -426,23 +428,19 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The tool; its errors take the project's one error path (utils/running/entry.py)."""
     args = parse_args(argv)
     try:
         if args.fix_flat_val:
             run_fix_flat_val(args)
         else:
             run_build(args)
-    except PrepareError as e:
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        return e.code
     except OSError as e:  # disk full, permissions, ...: the OS message says which file
-        print(f"error: {one_line(e)}; fix that and re-run to resume", file=sys.stderr)
-        return 1
+        raise PrepareError(f"{one_line(e)}; fix that and re-run to resume") from None
     except KeyboardInterrupt:
-        print("error: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
+        raise PrepareError("interrupted; re-run the same command to resume", code=130) from None
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -13,7 +13,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from models import list_models  # noqa: E402
-from utils.flops import count_params_macs, format_1024  # noqa: E402
+from paras_flops import CountSettings  # noqa: E402
+from utils.analysis.flops import count_params_macs, format_1024  # noqa: E402
+from utils.config.parser import build_parser, declared_defaults, parse_options  # noqa: E402
+from utils.running.entry import run_cli  # noqa: E402
 
 BACKBONES = (("ResNet-50", "resnet50"), ("ResNet-101", "resnet101"), ("ResNet-152", "resnet152"),
              ("MobileNetV2", "mobilenet_v2"))
@@ -59,11 +62,14 @@ def print_table1(input_size: int) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input-size", type=int, default=224)
+    sections = (CountSettings,)
+    defaults = declared_defaults(sections)
+    parser = build_parser(sections, defaults, __doc__)
     parser.add_argument("--table", choices=("1", "3", "all"), default="all",
                         help="which paper table to list (default: both, Table 3 first)")
-    args = parser.parse_args(argv)
+    values, _ = parse_options(parser, argv, defaults)  # untyped options are UNSET until the defaults fill them
+    args = argparse.Namespace(**values)
+    CountSettings.from_values(values)  # the same check as paras_flops.py
     if args.table in ("3", "all"):
         print_table3(args.input_size)
     if args.table == "all":
@@ -76,4 +82,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -1,4 +1,5 @@
-"""Shared test setup: make the repository importable and keep torch to the 2 CI cores."""
+"""Shared test setup: make the repository importable, keep torch to the 2 CI cores, and leave tests/cluster (a real
+SLURM, started by tests/cluster/run.sh in CI) out of the default run."""
 import os
 import sys
 
@@ -9,9 +10,29 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 torch.set_num_threads(2)
 
+CLUSTER = os.path.join(ROOT, "tests", "cluster")
+
+
+def _named_on_the_command_line(config, folder: str) -> bool:
+    """Whether an argument of this pytest run is `folder` or lies inside it (`pytest tests/cluster`)."""
+    for arg in config.args:
+        path = os.path.abspath(os.path.join(str(config.invocation_params.dir), arg.split("::")[0]))
+        if path == folder or path.startswith(folder + os.sep):
+            return True
+    return False
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/cluster runs only when asked for: ECA_CLUSTER_TESTS=1, or its path given to pytest (run.sh does)."""
+    if str(collection_path) != CLUSTER:
+        return None
+    if os.environ.get("ECA_CLUSTER_TESTS") == "1" or _named_on_the_command_line(config, CLUSTER):
+        return None
+    return True
+
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: end-to-end runs of the CLI and scripts (subprocesses, torchrun, "
+    config.addinivalue_line("markers", "slow: end-to-end runs of the CLI and scripts (real processes, torchrun, "
                                        "signals); tests/e2e/ holds them. Fast inner loop: -m 'not slow'")
 
 

@@ -31,3 +31,7 @@ def one_line(exc: BaseException) -> str:
         last = lines[-1]
         return last.split(": ", 1)[1] if ": " in last else last
     return " ".join(lines) or type(exc).__name__
+
+
+class CheckpointError(UserError):
+    """A checkpoint file that cannot be used; the message names the file and the reason."""

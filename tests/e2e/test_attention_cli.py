@@ -7,7 +7,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import main
 from models import create_model
 from tests.helpers import TINY, make_image_folder, run_script
-from utils.runner import run
+from utils.running.runner import run
 
 
 def test_log_attention_writes_tensorboard(tmp_path):

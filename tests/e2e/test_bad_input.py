@@ -1,12 +1,14 @@
 """Bad input: each case is one clear line on stderr, a non-zero exit, before any training starts."""
 import os
 import shutil
+import sys
 
 import pytest
 
+import light_main
 import main
-from tests.helpers import make_image_folder, run_script
-from utils.runner import run
+from tests.helpers import make_image_folder
+from utils.running.runner import run
 
 
 @pytest.fixture()
@@ -62,23 +64,30 @@ def test_invalid_values_rejected_up_front(flags, message, data, tmp_path, capsys
     (["--data-backend", "fast"], "argument --data-backend: invalid choice"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ])
-def test_argument_syntax_errors_are_one_line(flags, message, data):
-    result = run_script("main.py", [*flags, data])
-    assert result.returncode == 2 and message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+def test_argument_syntax_errors_are_one_line(flags, message, data, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["main.py"])  # argparse names the program after it
+    with pytest.raises(SystemExit) as info:  # main.py: sys.exit(run(...)) ends with argparse's exit 2
+        run([*flags, data], main.RECIPE, main.BUILTIN, "")
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and err.startswith("main.py: error: ")
+    assert len(err.strip().splitlines()) == 1, err
 
 
-def test_mobilenet_takes_one_kernel_size(data):
-    result = run_script("light_main.py", ["--ksize", "3557", data])
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert "eca_mobilenet_v2 takes one kernel size for every block" in result.stderr
+def test_mobilenet_takes_one_kernel_size(data, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["light_main.py"])
+    code = run(["--ksize", "3557", data], light_main.RECIPE, light_main.BUILTIN, "")
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "eca_mobilenet_v2 takes one kernel size for every block" in err
 
 
-def test_bad_arch_through_real_cli(data):
-    result = run_script("main.py", ["-a", "eca_resnet5O", data])
-    assert result.returncode == 2
-    assert result.stderr.startswith("main.py: error: unknown architecture 'eca_resnet5O'")
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_bad_arch_through_real_cli(data, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["main.py", "-a", "eca_resnet5O", data])
+    code = run(sys.argv[1:], main.RECIPE, main.BUILTIN, "")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("main.py: error: unknown architecture 'eca_resnet5O'")
+    assert len(err.strip().splitlines()) == 1
 
 
 def _missing_data(root):
@@ -145,6 +154,8 @@ def test_dataset_problems_are_one_line_errors(breaker, message, data, tmp_path, 
     assert not (tmp_path / "run").exists()
 
 
-def test_flat_val_error_points_to_the_preparation_script(data, capsys):
-    _, err = run_main(["-e", _flat_val(data)], capsys)
-    assert "scripts/prepare_imagenet.py --fix-flat-val" in err
+def test_flat_val_error_points_to_the_preparation_script(data, tmp_path, capsys):
+    weights = tmp_path / "w.pth.tar"
+    weights.write_bytes(b"the dataset is checked before the checkpoint is read")
+    code, err = run_main(["-e", "--resume", str(weights), _flat_val(data)], capsys)
+    assert code == 2 and "scripts/prepare_imagenet.py --fix-flat-val" in err and len(err.splitlines()) == 1

@@ -10,9 +10,9 @@ import torch
 import main
 from models import create_model
 from tests.helpers import ROOT, TINY, make_image_folder
-from utils import checkpoint as ckpt
-from utils.files import TEMP_TAG, atomic_write
-from utils.runner import run
+from utils.training import checkpoint as ckpt
+from utils.running.files import TEMP_TAG, atomic_write
+from utils.running.runner import run
 
 
 @pytest.fixture()
@@ -97,9 +97,9 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, data, capsys):
 
 
 KILL_DURING_WRITE = """
-import os, signal, sys, torch
+import os, signal, sys
 sys.path.insert(0, sys.argv[1])
-from utils.files import atomic_write
+from utils.running.files import atomic_write
 def dying_save(obj, f, *a, **k):
     f.write(b"PK\\x03\\x04 partial bytes of a checkpoint")
     f.flush()
@@ -170,6 +170,7 @@ def test_mid_epoch_resume_with_another_batch_or_seed_is_refused(tmp_path, data, 
     state = torch.load(path, weights_only=True)
     state.update(epoch=0, step=1)  # as a stop after the first step of epoch 0 leaves it
     save(state, str(path))
+    os.remove(out / "metrics.csv")  # ...before any epoch's row (else the folder would have trained further)
     for flags, changed in ((["-b", "6"], "-b 4 -> 6"), (["-b", "4", "--seed", "6"], "--seed 5 -> 6")):
         capsys.readouterr()
         code = run(["--epochs", "1", "--resume", str(path), *common, *flags, data], main.RECIPE, main.BUILTIN, "")

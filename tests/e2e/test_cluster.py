@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import main
-from tests.e2e.test_distributed import free_port
-from tests.helpers import ROOT, TINY, make_image_folder, run_script
-from utils.runner import run
+from tests.e2e.processes import alive, free_port, wait_until_workers_handle
+from tests.helpers import ROOT, TINY, make_image_folder
+from utils.running.runner import run
 
 
 def load(path):
@@ -27,19 +27,20 @@ def data(tmp_path):
     return make_image_folder(tmp_path / "data", train_per_class=8, val_per_class=2)
 
 
-def test_output_to_a_file_is_plain_lines(tmp_path, data):
+def test_output_to_a_file_is_plain_lines(tmp_path, data, capsys):
     """Not a terminal: no carriage returns, one line every -p steps, and the official result line on its own."""
-    result = run_script("main.py", ["-a", "resnet18", "--epochs", "2", "-b", "4", "-p", "2", "--crop-size", "32",
-                                    "--val-resize", "36", "-j", "0", "--output-dir", str(tmp_path / "run"), data])
-    assert result.returncode == 0, result.stderr
-    assert "\r" not in result.stdout + result.stderr
+    assert run(["-a", "resnet18", "--epochs", "2", "-b", "4", "-p", "2", "--crop-size", "32", "--val-resize", "36",
+                "-j", "0", "--no-tensorboard", "--output-dir", str(tmp_path / "run"), data], main.RECIPE, main.BUILTIN,
+               "") == 0
+    result = capsys.readouterr()  # what a log file gets: neither stream is a terminal
+    assert "\r" not in result.out + result.err
     for epoch in (0, 1):  # 24 images, batch 4: 6 steps, a line after steps 2, 4 and 6
         lines = re.findall(rf"^Epoch: \[{epoch}\]\[(\d+)/6\]\tTime [\d.]+ \([\d.]+\)\tData [\d.]+ \([\d.]+\)\t"
                            r"Loss [\d.]+ \([\d.]+\)\tPrec@1 [\d.]+ \([\d.]+\)\tlr [\d.e-]+\timg/s \d+$",
-                           result.stdout, re.M)
-        assert lines == ["2", "4", "6"], result.stdout
-    assert len(re.findall(r"^ \* Prec@1 [\d.]+ Prec@5 [\d.]+$", result.stdout, re.M)) == 2
-    assert len(re.findall(r"^Val: \[\d\] 6 images", result.stdout, re.M)) == 2
+                           result.out, re.M)
+        assert lines == ["2", "4", "6"], result.out
+    assert len(re.findall(r"^ \* Prec@1 [\d.]+ Prec@5 [\d.]+$", result.out, re.M)) == 2
+    assert len(re.findall(r"^Val: \[\d\] 6 images", result.out, re.M)) == 2
 
 
 def test_a_second_run_never_overwrites_the_first(tmp_path, data, capsys):
@@ -54,22 +55,29 @@ def test_a_second_run_never_overwrites_the_first(tmp_path, data, capsys):
     assert {name: (out / name).read_bytes() for name in before} == before
 
 
-def test_two_runs_started_at_once_on_one_folder(tmp_path, data):
-    """One takes the folder, the other stops before writing: the checkpoint and args.json belong to one run."""
+def test_two_runs_started_at_once_on_one_folder(tmp_path, data, capsys):
+    """One takes the folder, the other stops before writing: the checkpoint and args.json belong to one run. The
+    first is a real process holding the folder; the second starts here while it trains."""
     out = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), "-a", "resnet18", "--epochs", "1",
-                               "--seed", str(seed), "--output-dir", str(out), *TINY, data], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in (11, 22)]
-    outputs = [p.communicate(timeout=300) for p in procs]
-    codes = sorted(p.returncode for p in procs)
-    assert codes == [0, 2], outputs
-    loser = outputs[[p.returncode for p in procs].index(2)][1]
-    assert "in use by another run" in loser or "already holds a run" in loser, loser
-    winner_seed = (11, 22)[[p.returncode for p in procs].index(0)]
+    first = subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), "-a", "resnet18", "--epochs", "1",
+                              "--seed", "11", "--output-dir", str(out), *TINY, data], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = out / ".lock"
+    deadline = time.time() + 120
+    while not (lock.exists() and lock.read_text().startswith(f"pid {first.pid} ")) and first.poll() is None:
+        assert time.time() < deadline, "the first run did not take its folder"
+        time.sleep(0.05)
+    assert first.poll() is None, first.communicate()
+    code = run(["-a", "resnet18", "--epochs", "1", "--seed", "22", "--output-dir", str(out), *TINY, data],
+               main.RECIPE, main.BUILTIN, "")
+    loser = capsys.readouterr().err
+    stdout, stderr = first.communicate(timeout=300)
+    assert (first.returncode, code) == (0, 2), stderr
+    assert f"in use by another run (pid {first.pid} on " in loser or "already holds a run" in loser, loser
     import json
 
-    assert json.load(open(out / "args.json"))["seed"] == load(out / "checkpoint.pth.tar")["args"]["seed"] == winner_seed
+    assert json.load(open(out / "args.json"))["seed"] == load(out / "checkpoint.pth.tar")["args"]["seed"] == 11
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
@@ -129,26 +137,6 @@ def test_resume_auto_does_not_start_over_a_run_whose_checkpoint_is_gone(tmp_path
     assert load(out / "checkpoint.pth.tar")["epoch"] == 2
 
 
-def wait_until_workers_handle_sigterm(launcher) -> list:
-    """The launcher's worker pids, once each has installed its SIGTERM handler (bit 15 of SigCgt in
-    /proc/PID/status): a signal sent earlier would meet Python's default action and kill the worker."""
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True,
-                                                 text=True).stdout.split()]
-        masks = []
-        for pid in workers:
-            try:
-                with open(f"/proc/{pid}/status") as f:
-                    masks += [int(line.split()[1], 16) for line in f if line.startswith("SigCgt:")]
-            except FileNotFoundError:
-                pass
-        if len(workers) == 2 and len(masks) == 2 and all(mask & (1 << (signal.SIGTERM - 1)) for mask in masks):
-            return workers
-        time.sleep(0.2)
-    raise AssertionError("the workers did not install their stop handlers within 60 s")
-
-
 def start_torchrun_training(tmp_path, args, env=None):
     """torchrun with 2 CPU workers training resnet18 on a small folder, returned once training has started and
     both workers handle SIGTERM: (launcher, worker pids, the launcher's output lines so far)."""
@@ -164,16 +152,7 @@ def start_torchrun_training(tmp_path, args, env=None):
         line = launcher.stdout.readline()
         assert line, "".join(lines)
         lines.append(line)
-    return launcher, wait_until_workers_handle_sigterm(launcher), lines
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting to be reaped has exited)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return "\nState:\tZ" not in f.read()
-    except FileNotFoundError:
-        return False
+    return launcher, wait_until_workers_handle(launcher), lines
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGUSR1", "SIGKILL"])
@@ -194,8 +173,10 @@ def test_a_signal_to_torchrun_stops_the_workers_with_a_checkpoint(tmp_path, how)
     while any(alive(pid) for pid in workers) and time.time() < deadline:
         time.sleep(0.5)
     assert not any(alive(pid) for pid in workers), f"workers left running after {how}"
-    state = load(out / "checkpoint.pth.tar")
-    assert state["saved_at"] >= sent and (state["step"] > 0 or state["epoch"] > 0), state["epoch"]
+    state = load(out / "checkpoint.pth.tar")  # checkpoints hold no time: the file's is when it was written
+    assert os.stat(out / "checkpoint.pth.tar").st_mtime >= sent and (state["step"] > 0 or state["epoch"] > 0), \
+        state["epoch"]
+    assert "epoch_totals" in state or "epoch_row" in state
     if how in ("SIGTERM", "SIGINT"):  # the workers' own output comes through the launcher
         assert "resume with:" in rest, rest[-3000:]
 

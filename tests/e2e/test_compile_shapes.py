@@ -9,8 +9,8 @@ from torch._dynamo.utils import counters
 import main
 from models import create_model
 from tests.helpers import TINY, make_image_folder
-from tests.test_data_gpu import HEADER_ONLY_JPEG
-from utils.runner import run
+from tests.data.test_gpu import HEADER_ONLY_JPEG
+from utils.running.runner import run
 
 
 @pytest.fixture()

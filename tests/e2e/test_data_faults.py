@@ -7,7 +7,7 @@ from PIL import Image
 import main
 from models import create_model
 from tests.helpers import TINY, make_image_folder
-from utils.runner import run
+from utils.running.runner import run
 
 
 def corrupt(path):

@@ -15,8 +15,8 @@ import torch
 import main
 from models import create_model
 from tests.helpers import TINY, make_image_folder, run_script
-from utils.files import TEMP_TAG
-from utils.runner import run
+from utils.running.files import TEMP_TAG
+from utils.running.runner import run
 
 
 @pytest.fixture()
@@ -83,10 +83,11 @@ def test_predictions_into_a_new_folder_is_created(tmp_path, data, capsys):
 def test_a_full_disk_mid_run_keeps_every_earlier_file(tmp_path, data, capsys):
     """A real tmpfs that others fill up while the run is away: the next checkpoint cannot be written, which
     torch.save reports as a RuntimeError."""
-    with mounted(tmp_path / "small", "size=200m") as disk:
+    with mounted(tmp_path / "small", "size=300m") as disk:
         out = disk / "run"
         common = ["-a", "resnet18", "--output-dir", str(out), *TINY, data]
-        assert run(["--epochs", "1", *common], main.RECIPE, main.BUILTIN, "") == 0  # ~45 MB checkpoint, + best
+        # ~90 MB a checkpoint (weights and momentum): the last one, the best, and a new one being written.
+        assert run(["--epochs", "1", *common], main.RECIPE, main.BUILTIN, "") == 0
         free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
         with open(disk / "another_jobs_file", "wb") as f:  # leaves 4 MB
             f.write(b"\0" * (free - (4 << 20)))
@@ -109,18 +110,18 @@ def test_a_full_disk_mid_run_keeps_every_earlier_file(tmp_path, data, capsys):
 @pytest.mark.parametrize("target", ["args.json", "metrics.csv", "tensorboard", "eval_results.json", "predictions"])
 def test_every_writer_reports_a_failure_in_one_line(tmp_path, data, capsys, monkeypatch, target):
     """A write that fails with whatever exception its writer raises: exit 3, one line naming the file."""
-    import utils.files
-    import utils.run_logger
+    import utils.running.files
+    import utils.running.run_logger
 
     out = tmp_path / "run"
     weights = tmp_path / "w.pth.tar"
     torch.save({"state_dict": create_model("resnet18", num_classes=3).state_dict()}, weights)
-    real = utils.files.atomic_write
+    real = utils.running.files.atomic_write
 
     @contextlib.contextmanager
     def failing(path, *args, **kwargs):
         if os.path.basename(str(path)) in (target, "pred.csv"):
-            raise utils.files.OutputWriteError(f"cannot write {path} (No space left on device)")
+            raise utils.running.files.OutputWriteError(f"cannot write {path} (No space left on device)")
         with real(path, *args, **kwargs) as f:
             yield f
 
@@ -132,12 +133,19 @@ def test_every_writer_reports_a_failure_in_one_line(tmp_path, data, capsys, monk
 
         monkeypatch.setattr(SummaryWriter, "add_scalar", full)
     else:
-        monkeypatch.setattr(utils.files, "atomic_write", failing)
-        monkeypatch.setattr(utils.run_logger, "write_json", lambda p, payload: failing(p).__enter__())
-        monkeypatch.setattr(utils.run_logger, "atomic_write", failing)
-        import utils.runner
+        monkeypatch.setattr(utils.running.files, "atomic_write", failing)
+        monkeypatch.setattr(utils.running.run_logger, "write_json", lambda p, payload: failing(p).__enter__())
 
-        monkeypatch.setattr(utils.runner, "atomic_write", failing)
+        def failing_append(path, text):  # metrics.csv is appended, row by row
+            if os.path.basename(str(path)) == target:
+                raise utils.running.files.OutputWriteError(f"cannot write {path} (No space left on device)")
+            real_append(path, text)
+
+        real_append = utils.running.run_logger.append_text
+        monkeypatch.setattr(utils.running.run_logger, "append_text", failing_append)
+        import utils.running.runner
+
+        monkeypatch.setattr(utils.running.runner, "atomic_write", failing)
     if target in ("eval_results.json", "predictions"):
         argv = ["-e", "--resume", str(weights), *TINY, "--output-dir", str(out), "--predictions",
                 str(tmp_path / "pred.csv"), data]
@@ -185,8 +193,8 @@ def test_outputs_stay_valid_files_for_any_file_name_and_any_loss(tmp_path, capsy
         make_image_folder(tmp_path / "data", n_classes=2, val_per_class=1, splits=("val",))
     weights = tmp_path / "w.pth.tar"
     model = create_model("resnet18", num_classes=2)
-    with torch.no_grad():
-        model.fc.bias.fill_(float("inf"))  # every logit infinite: the loss is not a number
+    with torch.no_grad():  # finite weights (others are refused) whose products overflow: the loss is not a number
+        model.fc.weight.fill_(3e38)
     torch.save({"state_dict": model.state_dict()}, weights)
     preds = tmp_path / "pred.csv"
     code, err = run_main(["-e", "--resume", str(weights), *TINY, "--output-dir", str(tmp_path / "e"),

@@ -4,7 +4,7 @@ import re
 
 import main
 from tests.helpers import TINY, make_image_folder
-from utils.runner import run
+from utils.running.runner import run
 
 
 def test_tensor_backend_trains_and_skips_unreadable_files(tmp_path, capsys):

@@ -1,5 +1,6 @@
-"""Signals stop training after the current step with a resumable checkpoint; resuming it gives the
-same weights as an uninterrupted run."""
+"""Signals stop training after the current step with a resumable checkpoint; resuming it gives the same weights
+as an uninterrupted run, also with every training-recipe option on. The signalled run is a real process (the
+signal is the point); its resumption and the uninterrupted reference run in this process."""
 import os
 import signal
 import subprocess
@@ -8,7 +9,16 @@ import sys
 import pytest
 import torch
 
+import main
+from tests.e2e.test_recipe_options import ALL_OPTIONS, assert_same_state
 from tests.helpers import ROOT, make_image_folder, run_script
+from utils.running.runner import run
+
+STEPS = 9  # 36 training images, batch 4
+COMMON = ["--epochs", "1", "--crop-size", "32", "--val-resize", "36", "-b", "4", "-j", "1", "--no-progress",
+          "--no-tensorboard"]
+PLAIN = ["-a", "eca_resnet18", "--seed", "4", *COMMON]
+EVERY_OPTION = ["-a", "resnet18", "--seed", "6", "--lr", "0.01", *COMMON, *ALL_OPTIONS[2:]]
 
 
 def load(path):
@@ -33,62 +43,82 @@ def wait_for_training_start(proc):
             return
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1])
-def test_signal_writes_resumable_checkpoint_and_resume_matches(tmp_path, sig):
-    data = make_image_folder(tmp_path / "data", train_per_class=60, val_per_class=2)
-    common = ["-a", "eca_resnet18", "--seed", "4", "--epochs", "1", "--crop-size", "32", "--val-resize", "36",
-              "-b", "4", "-j", "1", "--no-progress", "--no-tensorboard", data]
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("data"), train_per_class=STEPS * 4 // 3, val_per_class=2)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data, tmp_path_factory):
+    """The checkpoint of each configuration trained without a stop (computed once per configuration)."""
+    done = {}
+
+    def checkpoint(flags):
+        key = tuple(flags)
+        if key not in done:
+            out = tmp_path_factory.mktemp("straight")
+            assert run([*flags, "--output-dir", str(out), data], main.RECIPE, main.BUILTIN, "") == 0
+            done[key] = load(out / "checkpoint.pth.tar")
+        return done[key]
+
+    return checkpoint
+
+
+@pytest.mark.parametrize("sig,flags", [(signal.SIGTERM, PLAIN), (signal.SIGINT, PLAIN), (signal.SIGUSR1, PLAIN),
+                                       (signal.SIGTERM, EVERY_OPTION)],
+                         ids=["SIGTERM", "SIGINT", "SIGUSR1", "SIGTERM-every-recipe-option"])
+def test_signal_writes_resumable_checkpoint_and_resume_matches(tmp_path, data, uninterrupted, sig, flags, capsys):
     interrupted = tmp_path / "interrupted"
-    proc = start_training([*common, "--output-dir", str(interrupted)])
+    proc = start_training([*flags, "--output-dir", str(interrupted), data])
     wait_for_training_start(proc)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert "resume with:" in stdout and "--resume" in stdout
+    assert f"=> {signal.Signals(sig).name} received" in stderr
     state = load(interrupted / "checkpoint.pth.tar")
-    assert state["epoch"] == 0 and 0 < state["step"] < 45, "expected a mid-epoch checkpoint"
+    assert state["epoch"] == 0 and 0 < state["step"] < STEPS, "expected a mid-epoch checkpoint"
+    assert "epoch_totals" in state and ("model_ema" in state) == ("--model-ema" in flags)
     status = run_script("scripts/run_status.py", [str(interrupted)])  # what a requeue script asks
     assert status.returncode == 10 and "stopped" in status.stdout and "resume with" in status.stdout, status.stdout
 
-    resumed = run_script("main.py", [*common, "--output-dir", str(interrupted), "--resume",
-                                     str(interrupted / "checkpoint.pth.tar")])
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"step {state['step']}" in resumed.stdout
+    resume = "auto" if flags is EVERY_OPTION else str(interrupted / "checkpoint.pth.tar")
+    capsys.readouterr()
+    assert run([*flags, "--output-dir", str(interrupted), "--resume", resume, data], main.RECIPE, main.BUILTIN,
+               "") == 0
+    assert f"step {state['step']}" in capsys.readouterr().out
     status = run_script("scripts/run_status.py", [str(interrupted)])
     assert status.returncode == 0 and "finished" in status.stdout, status.stdout
-    straight = run_script("main.py", [*common, "--output-dir", str(tmp_path / "straight")])
-    assert straight.returncode == 0, straight.stderr
-    a, b = load(interrupted / "checkpoint.pth.tar"), load(tmp_path / "straight" / "checkpoint.pth.tar")
+    a, b = load(interrupted / "checkpoint.pth.tar"), uninterrupted(flags)
     assert a["epoch"] == b["epoch"] == 1
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), f"{key} differs after interrupt + resume"
+    if flags is EVERY_OPTION:
+        assert_same_state(a, b)  # the moving average too
 
 
 SECOND_SIGNAL_SCRIPT = """
-import os, signal, sys, time
+import os, signal, sys
 sys.path.insert(0, sys.argv[1])
-from utils.preemption import DUPLICATE_S, StopRequest
+from utils.running.preemption import DUPLICATE_S, StopRequest
 stop = StopRequest().install()
-os.kill(os.getpid(), signal.SIGTERM)
-time.sleep(0.2)
+os.kill(os.getpid(), signal.SIGTERM)  # handled before kill returns: no waiting needed
 print("requested" if stop.requested else "not requested", flush=True)
-time.sleep(DUPLICATE_S)  # past the window in which the same signal counts as a duplicate delivery
+first, when = stop._first
+stop._first = (first, when - DUPLICATE_S)  # as if the window in which a repeat is a duplicate had passed
 os.kill(os.getpid(), signal.SIGTERM)
-time.sleep(5)
 print("still running")
 """
 
 DUPLICATE_SIGNAL_SCRIPT = """
-import os, signal, sys, time
+import os, signal, sys
 sys.path.insert(0, sys.argv[1])
-from utils.preemption import StopRequest
+from utils.running.preemption import StopRequest
 stop = StopRequest().install()
 os.kill(os.getpid(), signal.SIGTERM)
 os.kill(os.getpid(), signal.SIGTERM)  # SLURM and torchrun both delivering it
-time.sleep(0.2)
 print("requested, still running" if stop.requested else "not requested", flush=True)
 os.kill(os.getpid(), signal.SIGINT)  # another signal: exit at once
-time.sleep(5)
 print("still running")
 """
 

@@ -1,5 +1,5 @@
-"""The scripts around training: benchmark smoke test, Table 3 script, recipes, torch.hub entry points."""
-import json
+"""The paper recipes (bash scripts, run with stand-ins for torchrun and python) and the torch.hub entry points.
+The benchmark and Table 3 scripts are tested in-process under tests/scripts/."""
 import os
 import stat
 import subprocess
@@ -7,70 +7,7 @@ import subprocess
 import torch
 
 from models import create_model, list_models
-from tests.helpers import ROOT, make_image_folder, run_script
-
-
-def test_benchmark_runs_on_cpu_and_reports_ratios(tmp_path):
-    out = tmp_path / "bench.json"
-    data = make_image_folder(tmp_path / "data", train_per_class=4, val_per_class=1)
-    result = run_script("scripts/benchmark.py", ["--archs", "eca_resnet18,resnet18", "--settings", "official",
-                                                 "--batch-size", "2", "--image-size", "32", "--steps", "1",
-                                                 "--warmup", "1", "--repeats", "1", "--cpu", "--json", str(out),
-                                                 "--data", data, "--workers", "1", "--loader-batches", "2"])
-    assert result.returncode == 0, result.stderr
-    report = json.load(open(out))
-    assert [(r["arch"], r["setting"]) for r in report["results"]] == [("eca_resnet18", "official"),
-                                                                      ("resnet18", "official")]
-    assert all(r["train_img_s"] > 0 and r["eval_img_s"] > 0 for r in report["results"])
-    assert [r["what"] for r in report["ratios"]] == ["eca_resnet18 / resnet18 (official)"]
-    assert report["counts"]["eca_resnet18"]["params"] == 11689556
-    assert "| eca_resnet18 | official | 11.15M |" in result.stdout
-    assert [p["backend"] for p in report["pipeline"]] == ["pil", "tensor", "gpu"]
-    assert all(p["img_s"] > 0 for p in report["pipeline"])
-    assert [t["backend"] for t in report["transfer"]] == ["pil", "tensor", "gpu"]  # worker -> main hand-over
-    assert all(t["batches_s"] > 0 and t["img_s"] == t["batches_s"] * 2 for t in report["transfer"])
-    assert "worker->main transfer (gpu, 1 workers" in result.stdout
-    for r in report["results"]:  # training fed from the folder, through each pipeline
-        assert sorted(r["from_folder"]) == ["gpu", "pil", "tensor"] and all(v > 0 for v in r["from_folder"].values())
-    assert "eca_resnet18 official training from" in result.stdout and "of synthetic" in result.stdout
-
-
-def test_block_end_benchmark_runs_on_cpu():
-    result = run_script("scripts/benchmark_block_end.py", ["--cpu", "--batch", "2", "--channels", "16", "--size",
-                                                           "4", "--calls", "1", "--warmup", "1", "--repeats", "1",
-                                                           "--modes", "eager"])
-    assert result.returncode == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| eager |")]
-    assert [row.split(" | ")[1] for row in rows] == ["plain", "eca conv", "eca shifted", "eca fused"]
-    assert "| eager | plain | " in rows[0] and "(1.00x)" in rows[0]
-
-
-def test_table3_script_prints_the_paper_columns():
-    result = run_script("scripts/table3_params_flops.py", [])
-    assert result.returncode == 0, result.stderr
-    for row in ("| ResNet-50 | SENet | 26.77M |", "| ResNet-101 | ECA-Net | 42.49M | 7.33G |",
-                "| ResNet-152 | SENet | 63.68M |", "| MobileNetV2 | SENet | 3.40M |", "| ResNet-152 | CBAM | – | – |"):
-        assert row in result.stdout, row
-    # By default Table 1 follows: the ResNet-50 attention variants, with the parameters each adds over
-    # resnet50 (the paper's #Param column summed over the 16 blocks of widths C).
-    widths = [w * 4 for w, blocks in zip((64, 128, 256, 512), (3, 4, 6, 3)) for _ in range(blocks)]
-    table1 = result.stdout[result.stdout.index("Paper Table 1"):].splitlines()
-    # Cells: method, arch, --ksize, Param, FLOPs, params added, MACs added.
-    cells = [line.strip("| ").split(" | ") for line in table1
-             if line.startswith("| ") and "| method |" not in line]
-    rows = {row[1]: row for row in cells}
-    assert list(rows) == ["resnet50", "se_resnet50", "se_var1_resnet50", "se_var2_resnet50", "se_var3_resnet50",
-                          "eca_ns_resnet50", "eca_resnet50"]
-    added = {arch: int(row[5].replace(",", "")) for arch, row in rows.items()}
-    assert added == {"resnet50": 0, "se_resnet50": sum(2 * c * c // 16 for c in widths), "se_var1_resnet50": 0,
-                     "se_var2_resnet50": sum(widths), "se_var3_resnet50": sum(c * c for c in widths),
-                     "eca_ns_resnet50": 3 * sum(widths), "eca_resnet50": 3 * len(widths)}
-    assert rows["eca_resnet50"][2] == rows["eca_ns_resnet50"][2] == "3"  # Table 1 compares at k = 3
-    assert rows["resnet50"][3] == "24.37M" and rows["se_resnet50"][3] == "26.77M"
-    # thop: Var3's C x C multiply-adds are counted on top of the pools that Var1 and Var2 share.
-    macs = {arch: int(row[6].replace(",", "")) for arch, row in rows.items()}
-    assert macs["se_var2_resnet50"] == macs["se_var1_resnet50"] > 0
-    assert macs["se_var3_resnet50"] - macs["se_var1_resnet50"] == sum(c * c for c in widths)
+from tests.helpers import ROOT
 
 
 def run_recipe_with_shims(tmp_path, recipe: str):

@@ -38,6 +38,7 @@ from torchvision.transforms.v2 import functional as F
 
 from .common import (ASPECT_RATIOS, DeviceBatch, HostBatch, UnreadableImage, memory_format, open_image, read_bytes,
                      skip_unreadable, split_samples, to_device)
+from .pipeline import LoaderPipeline
 from .tensor import Normalize, decode_rgb_bytes
 from .tensor import eval_transform as tensor_eval_transform
 from .tensor import train_transform as tensor_train_transform
@@ -404,3 +405,16 @@ def _choose_backend(device: torch.device, prefer: str) -> str:
     if prefer == "auto":
         return "nvimgcodec" if nvimgcodec_available() else "torchvision"
     return prefer
+
+
+class Pipeline(LoaderPipeline):
+    load = staticmethod(load)
+    collate = staticmethod(collate)
+    Stage = Stage
+    prepares_ahead = True  # the stage decodes, crops and resizes: worth starting on the next batch early
+
+    def train_transform(self):
+        return TrainPlan(self.settings.train_crop, self.settings.crop_scale)
+
+    def eval_transform(self):
+        return EvalPlan(self.settings.val_crop, self.settings.val_resize, skip_corrupt=self.settings.skip_corrupt)

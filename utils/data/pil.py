@@ -4,19 +4,21 @@ transforms crop, flip, convert to float and normalise there; the device stage on
 Evaluation is the official transform exactly (resize the short side with PIL bilinear, center crop,
 ImageNet mean/std). Training is RandomResizedCrop + horizontal flip.
 """
+from typing import Optional
+
 import torch
 from torchvision import transforms
 
-from .augment import Augment, pil_erasing, policy
-
+from ..config.sections import AugmentSettings
+from .augment import pil_erasing, policy
 from .common import (IMAGENET_MEAN, IMAGENET_STD, DeviceBatch, HostBatch, collate_tensors, decode_pil, memory_format,
                      to_device)
+from .pipeline import LoaderPipeline
 
-load = decode_pil
-collate = collate_tensors
+load = decode_pil  # ImageFolder loader of this pipeline (also for tools that read images the official way)
 
 
-def train_transform(crop_size: int, min_scale: float = 0.08, augment: Augment = Augment()):
+def train_transform(crop_size: int, min_scale: float = 0.08, augment: Optional[AugmentSettings] = None):
     steps = [transforms.RandomResizedCrop(crop_size, scale=(min_scale, 1.0)), transforms.RandomHorizontalFlip(),
              policy(augment, transforms), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
              pil_erasing(augment)]
@@ -41,3 +43,11 @@ class Stage:
     def __call__(self, batch: HostBatch) -> DeviceBatch:
         images = to_device(batch.images, self.device).contiguous(memory_format=self.format)
         return DeviceBatch(images, to_device(batch.targets, self.device), batch.indices, batch.skipped)
+
+
+class Pipeline(LoaderPipeline):
+    load = staticmethod(load)
+    collate = staticmethod(collate_tensors)
+    Stage = Stage
+    train_transforms = staticmethod(train_transform)
+    eval_transforms = staticmethod(eval_transform)

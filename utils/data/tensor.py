@@ -9,17 +9,18 @@ Files that are not plain 8-bit RGB or grayscale JPEG/PNG (CMYK, palette, alpha, 
 the reference PIL conversion (common.to_rgb8), so they give the pil pipeline's pixels exactly.
 """
 import warnings
+from typing import Optional
 
 import numpy as np
 import torch
 from torchvision import io
 from torchvision.transforms import InterpolationMode, v2
 
-from .augment import Augment, policy, uint8_erasing
+from ..config.sections import AugmentSettings
+from .augment import policy, uint8_erasing
 from .common import (IMAGENET_MEAN, IMAGENET_STD, DeviceBatch, HostBatch, UnreadableImage, collate_tensors,
                      memory_format, open_image, read_bytes, to_device, to_rgb8)
-
-collate = collate_tensors
+from .pipeline import LoaderPipeline
 _LIBRARY_FORMATS = ("JPEG", "PNG")
 _LIBRARY_MODES = ("RGB", "L")
 
@@ -58,7 +59,7 @@ def load(path: str) -> torch.Tensor:
         raise UnreadableImage(path, exc) from None
 
 
-def train_transform(crop_size: int, min_scale: float = 0.08, augment: Augment = Augment()):
+def train_transform(crop_size: int, min_scale: float = 0.08, augment: Optional[AugmentSettings] = None):
     steps = [v2.RandomResizedCrop(crop_size, scale=(min_scale, 1.0), interpolation=InterpolationMode.BILINEAR,
                                   antialias=True),
              v2.RandomHorizontalFlip(), policy(augment, v2), uint8_erasing(augment)]
@@ -93,3 +94,11 @@ class Stage:
     def __call__(self, batch: HostBatch) -> DeviceBatch:
         images = self.normalize(to_device(batch.images, self.device)).contiguous(memory_format=self.format)
         return DeviceBatch(images, to_device(batch.targets, self.device), batch.indices, batch.skipped)
+
+
+class Pipeline(LoaderPipeline):
+    load = staticmethod(load)
+    collate = staticmethod(collate_tensors)
+    Stage = Stage
+    train_transforms = staticmethod(train_transform)
+    eval_transforms = staticmethod(eval_transform)
