@@ -148,7 +148,7 @@ def resolve_resnet_ksize(k_size, default: Sequence[int], block: Block) -> List[i
     return parsed
 
 
-# depth -> (block, blocks per stage, released ECA kernel sizes per stage: the official model zoo, SPEC §4)
+# depth -> (block, blocks per stage, released ECA kernel sizes per stage: the official model zoo)
 DEPTHS = {
     18: (BasicBlock, (2, 2, 2, 2), (3, 5, 7, 7)),
     34: (BasicBlock, (3, 4, 6, 3), (3, 3, 5, 7)),

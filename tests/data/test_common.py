@@ -133,3 +133,39 @@ def test_training_replaces_an_unreadable_image_and_counts_it(tmp_path):
     batch = collate_tensors([samples[i] for i in range(4)])
     assert batch.images.shape[0] == 4 and batch.skipped == 1 and batch.indices == [0, 2, 2, 3]
     assert SeededSamples(dataset, seed=0)[1] is None  # evaluation: left out, never replaced
+
+
+class _Draws(torch.utils.data.Dataset):
+    """What an augmentation draws for a sample, from torch's global generator, instead of pixels."""
+
+    def __len__(self):
+        return 24
+
+    def __getitem__(self, index):
+        return torch.rand(3), index
+
+
+def test_each_samples_augmentation_is_the_same_with_any_number_of_workers():
+    """A sample's random draws depend on (seed, epoch, index) only: not on the worker that reads it, nor on
+    how many workers there are, nor on the order of reading; and the main process's generator is untouched."""
+    from torch.utils.data import DataLoader
+
+    from utils.data.common import SeededSamples
+
+    samples = SeededSamples(_Draws(), seed=7)
+    samples.set_epoch(3)
+    by_workers = {}
+    for workers in (0, 1, 2):
+        loader = DataLoader(samples, batch_size=5, num_workers=workers, shuffle=workers == 2)
+        draws = {}
+        for values, _targets, indices in loader:  # SeededSamples yields (sample, target, index)
+            draws.update({int(i): v for i, v in zip(indices, values)})
+        by_workers[workers] = draws
+    for workers in (1, 2):
+        assert all(torch.equal(by_workers[workers][i], by_workers[0][i]) for i in range(24)), workers
+    assert not torch.equal(by_workers[0][0], by_workers[0][1])  # samples differ from one another
+    torch.manual_seed(0)
+    expected = torch.rand(1)
+    torch.manual_seed(0)
+    samples[5]
+    assert torch.equal(torch.rand(1), expected)  # reading a sample leaves the caller's generator as it was

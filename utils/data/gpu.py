@@ -47,8 +47,8 @@ from .tensor import train_transform as tensor_train_transform
 # workers; with the GPU backends first, its threads only parse headers and feed the decoders (and do
 # the Huffman decoding of the files that reach the hybrid backend).
 NVIMGCODEC_CPU_THREADS = 4
-# In order of preference: the GPU's hardware JPEG engines (fastest in SPEC §10), CUDA decoding, then
-# CPU Huffman + GPU for what the others refuse. Files that none decodes get the host retry below.
+# In order of preference: the GPU's hardware JPEG engines (the fastest decoder on data-centre GPUs), CUDA
+# decoding, then CPU Huffman + GPU for what the others refuse. Files that none decodes get the host retry below.
 NVIMGCODEC_BACKENDS = ("HW_GPU_ONLY", "GPU_ONLY", "HYBRID_CPU_GPU")
 
 
@@ -181,7 +181,7 @@ class TrainPlan(_Plan):
 
 
 class EvalPlan(_Plan):
-    """ImageFolder transform for evaluation: resize the short side, center crop (SPEC §6), on the device."""
+    """ImageFolder transform for evaluation: resize the short side, center crop (the official evaluation transform), on the device."""
 
     def __init__(self, crop_size: int, resize: int, skip_corrupt: bool = False):
         super().__init__(crop_size, skip_corrupt, tensor_eval_transform(crop_size, resize))

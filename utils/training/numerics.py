@@ -29,7 +29,7 @@ class Numerics:
 def set_process_switches(settings: NumericsSettings) -> None:
     """Global torch settings of the run."""
     if settings.device.startswith("cuda"):
-        # TF32 convolutions and matmuls, as the official run had by default (SPEC §10's fp32 baseline).
+        # TF32 convolutions and matmuls, as the official run had by default.
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = not settings.deterministic
