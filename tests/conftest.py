@@ -8,7 +8,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-torch.set_num_threads(2)
+# Under pytest-xdist (-n 2) each of the two workers computes on one core.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 CLUSTER = os.path.join(ROOT, "tests", "cluster")
 

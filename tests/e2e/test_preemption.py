@@ -26,7 +26,9 @@ def load(path):
 
 
 def start_training(args):
-    env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONUNBUFFERED="1")
+    # The signalled run computes with this process's thread count, so that its steps round as the uninterrupted
+    # reference's and the resumption's (both run here) do: exact resumption is compared bit for bit.
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()), PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
