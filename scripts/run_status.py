@@ -1,6 +1,6 @@
 """How the last training run in a run folder ended, for requeue scripts and for people.
 
-    python scripts/run_status.py runs/eca_resnet50        # prints one line
+    python scripts/run_status.py runs/eca_resnet50        # prints one line (RUN/status.json works too)
 
 Exit code: 0 finished, 10 stopped by a signal with a resumable checkpoint (requeue it: the same command
 with --resume auto continues), 11 cancelled (scancel: resumable, but the user ended it: do not requeue;
@@ -18,8 +18,13 @@ import json
 import os
 import socket
 import sys
-import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from utils.errors import UserError  # noqa: E402  (these imports load no torch: a requeue script waits on them)
+from utils.running.entry import run_cli  # noqa: E402
+from utils.running.files import write_json  # noqa: E402
 
 STATUS_NAME = "status.json"
 EXIT = {"finished": 0, "stopped": 10, "cancelled": 11, "running": 3, "failed": 1}
@@ -37,22 +42,7 @@ def read_status(run_dir: str):
 
 
 def write_status(run_dir: str, status: dict) -> None:
-    """Atomically: a temporary file in the folder, then os.replace; readable as the umask says."""
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{STATUS_NAME}.partial-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(status, f, indent=1)
-            f.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, os.path.join(run_dir, STATUS_NAME))
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_json(os.path.join(run_dir, STATUS_NAME), status)  # atomic, as the run writes it
 
 
 def mark(run_dir: str, state: str, message: str) -> None:
@@ -75,27 +65,34 @@ def gone(status: dict) -> bool:
     return False
 
 
+def run_folder(path: str) -> str:
+    """RUN or RUN/status.json: both name the run."""
+    if os.path.basename(os.path.normpath(path)) == STATUS_NAME:
+        return os.path.dirname(os.path.normpath(path)) or "."
+    return path
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir")
-    p.add_argument("--mark", choices=("cancelled", "failed"), help="record this state in RUN_DIR/status.json")
+    p.add_argument("run_dir", metavar="RUN", help="a run folder (--output-dir), or its status.json")
+    p.add_argument("--mark", choices=("cancelled", "failed"), help="record this state in RUN/status.json")
     p.add_argument("--message", default="", help="the reason, with --mark")
     args = p.parse_args(argv)
+    run_dir = run_folder(args.run_dir)
     if args.mark:
-        if not os.path.isdir(args.run_dir):
-            print(f"{args.run_dir}: no such folder", file=sys.stderr)
-            return 2
-        mark(args.run_dir, args.mark, args.message)
-    status = read_status(args.run_dir)
+        if not os.path.isdir(run_dir):
+            raise UserError(f"--mark {args.mark}: {run_dir} is not a folder; give the run's --output-dir")
+        mark(run_dir, args.mark, args.message)
+    status = read_status(run_dir)
     if status is None:
-        path = os.path.join(args.run_dir, STATUS_NAME)
-        print(f"{args.run_dir}: no finished, stopped or failed run recorded ({path} missing or unreadable)")
+        path = os.path.join(run_dir, STATUS_NAME)
+        print(f"{run_dir}: no finished, stopped or failed run recorded ({path} missing or unreadable)")
         return 2
     state = status["state"]
     killed = " (that process no longer runs: killed)" if state == "running" and gone(status) else ""
-    print(f"{args.run_dir}: {state} at {status.get('time', '?')}: {status.get('message', '')}{killed}")
+    print(f"{run_dir}: {state} at {status.get('time', '?')}: {status.get('message', '')}{killed}")
     return EXIT.get(state, 1)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, prog="run_status.py"))

@@ -5,6 +5,7 @@ import sys
 from typing import Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +33,7 @@ def make_image_folder(root, n_classes=3, train_per_class=16, val_per_class=5, si
 def run_script(script: str, args: Sequence[str], cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
     full_env = dict(os.environ)
     full_env.update(env or {})
-    full_env.setdefault("OMP_NUM_THREADS", "2")
+    full_env.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))  # this test process's share of the cores
     return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=cwd or ROOT, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 

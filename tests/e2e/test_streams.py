@@ -13,7 +13,7 @@ from tests.helpers import ROOT, TINY, make_image_folder
 def test_training_with_stdout_closed(tmp_path):
     data = make_image_folder(tmp_path / "data", train_per_class=4, val_per_class=2)
     out = tmp_path / "run"
-    env = dict(os.environ, OMP_NUM_THREADS="2")
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
     result = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "-a", "resnet18", "--epochs", "1",
                              "--output-dir", str(out), *TINY, data], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, timeout=300,

@@ -37,13 +37,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.safetensors_file import INSTALL  # the optional packages' one install line
+
 from ..errors import RunError, UserError, one_line
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 18          # torch's dynamo ONNX exporter emits opset 18 and later
 VERIFY_BATCHES = (1, 8)     # the batches a --dynamic-batch file is checked at
 RELATIVE_TOLERANCE = 1e-4   # see the module docstring
-INSTALL = "pip install -r requirements-export.txt"
 ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
