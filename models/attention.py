@@ -41,8 +41,11 @@ class ECA(nn.Module):
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """Per-channel gate in (0, 1), shape (N, C, 1, 1); exposed for attention logging."""
         if self.impl == "conv":
-            y = self.avg_pool(x).flatten(1).unsqueeze(1)  # (N, 1, C): channels become the 1-D axis
-            return self.sigmoid(self.conv(y)).transpose(1, 2).unsqueeze(-1)
+            # (N, C, 1, 1) -> (N, 1, C): channels become the 1-D axis. The official layer's views exactly: the
+            # convolution's backward then sums in the official order, and training is the official one bit for
+            # bit (a contiguous copy rounds its weight gradient differently; tests/models/test_official_model.py).
+            y = self.avg_pool(x).squeeze(-1).transpose(-1, -2)
+            return self.sigmoid(self.conv(y).transpose(-1, -2).unsqueeze(-1))
         return self.gate_from_means(x.mean((2, 3)))[:, :, None, None]
 
     def gate_from_means(self, means: torch.Tensor) -> torch.Tensor:

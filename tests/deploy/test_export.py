@@ -10,6 +10,7 @@ from torch import nn
 from models import ECA, create_model
 from scripts import export as export_cli
 from tests.helpers import ROOT, make_image_folder
+from tests.models.test_official_model import OfficialFormECA  # the official eca_layer's operations
 from utils.deploy import export
 from utils.running.entry import run_cli
 
@@ -66,21 +67,11 @@ def test_exported_files_agree_with_eager_at_batch_1_and_8(arch, fmt, checkpoints
     assert (report.speed is not None) == (fmt == "onnx")
 
 
-class OfficialECA(ECA):
-    """The official eca_layer's forward, verbatim in form: squeeze / transpose / unsqueeze and expand_as."""
-
-    def forward(self, x):
-        b, c, h, w = x.size()
-        y = self.avg_pool(x)
-        y = self.conv(y.squeeze(-1).transpose(-1, -2)).transpose(-1, -2).unsqueeze(-1)
-        return x * self.sigmoid(y).expand_as(x)
-
-
 def test_the_official_eca_gate_exports_to_a_graph_that_verifies(tmp_path):
     model = perturbed("eca_resnet18", 4)
     for module in model.modules():
         if isinstance(module, ECA):
-            module.__class__ = OfficialECA
+            module.__class__ = OfficialFormECA
     report = export.export_model(model, str(tmp_path / "official.onnx"),
                                   export.ExportSettings("onnx", SIZE, dynamic_batch=True, repeats=1))
     assert [c.batch for c in report.checks] == [1, 8] and all(c.ok for c in report.checks)
