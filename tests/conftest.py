@@ -1,8 +1,9 @@
-"""Shared test setup: make the repository importable, keep torch to the 2 CI cores, and leave tests/cluster (a real
-SLURM, started by tests/cluster/run.sh in CI) out of the default run."""
+"""Shared test setup: make the repository importable, keep torch to the 2 CI cores, keep run folders out of the
+checkout, and leave tests/cluster (a real SLURM, started by tests/cluster/run.sh in CI) out of the default run."""
 import os
 import sys
 
+import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -12,6 +13,21 @@ if ROOT not in sys.path:
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 CLUSTER = os.path.join(ROOT, "tests", "cluster")
+RUNS = os.path.join(ROOT, "runs")  # main.py's default output folder, relative to where it is started
+
+
+def _listing(folder: str) -> set:
+    return set(os.listdir(folder)) if os.path.isdir(folder) else set()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def nothing_written_into_the_checkouts_runs_folder():
+    """Every test run gives its run an --output-dir under tmp_path: a run folder the suite leaves in the
+    checkout would be mistaken for the user's own."""
+    before = _listing(RUNS)
+    yield
+    added = _listing(RUNS) - before
+    assert not added, f"tests wrote {sorted(added)} into {RUNS}: give those runs an --output-dir under tmp_path"
 
 
 def _named_on_the_command_line(config, folder: str) -> bool:

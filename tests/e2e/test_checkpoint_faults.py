@@ -21,7 +21,8 @@ def data(tmp_path):
 
 
 def evaluate_with(path, data, capsys, *extra):
-    code = run(["-e", "--resume", str(path), *TINY, *extra, data], main.RECIPE, main.BUILTIN, "")
+    out = ["--output-dir", str(path.parent / "eval")]  # eval_results.json lands beside the checkpoint, not in runs/
+    code = run(["-e", "--resume", str(path), *TINY, *out, *extra, data], main.RECIPE, main.BUILTIN, "")
     return code, capsys.readouterr().err.strip()
 
 
