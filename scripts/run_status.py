@@ -25,8 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from utils.errors import UserError  # noqa: E402  (these imports load no torch: a requeue script waits on them)
 from utils.running.entry import run_cli  # noqa: E402
 from utils.running.files import write_json  # noqa: E402
+from utils.running.run_folder import STATUS_NAME  # noqa: E402  (the name the run writes)
 
-STATUS_NAME = "status.json"
 EXIT = {"finished": 0, "stopped": 10, "cancelled": 11, "running": 3, "failed": 1}
 
 
